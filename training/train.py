@@ -1,0 +1,238 @@
+"""Train a preset on a label-folder directory and write the best model.
+
+Outputs (in ``out``): ``<model_id>.keras`` (best validation accuracy),
+``history.json`` and ``training_curves.png``, ``run.json`` (preset, data
+summary, fingerprint, wall time), and ``backup/`` so an interrupted run
+resumes where it stopped when started again with the same arguments.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from fer_stream.preprocessing import to_model_input
+from training.dataset import FER2013_LABELS, cap_per_class, load_faces, scan_label_folders, split_validation
+from training.model import build_augmenter, build_classifier
+from training.presets import Preset
+
+log = logging.getLogger(__name__)
+
+KERAS_IMAGENET_CACHE = Path.home() / ".keras" / "models"
+
+
+class FaceBatches(keras.utils.PyDataset):
+    """Batches of prepared faces through the shared ``to_model_input``; mixup optional."""
+
+    def __init__(self, faces, targets, num_classes, batch_size, *, shuffle, mixup_alpha=0.0,
+                 steps=None, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.faces, self.targets = faces, targets
+        self.num_classes, self.batch_size = num_classes, batch_size
+        self.shuffle, self.mixup_alpha = shuffle, mixup_alpha
+        self.rng = np.random.default_rng(seed)
+        self.steps = steps or math.ceil(len(faces) / batch_size)
+        self.order = np.arange(len(faces))
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.rng.shuffle(self.order)
+
+    def __getitem__(self, index):
+        if self.shuffle:  # wraps around, so a fixed steps_per_epoch always gets full batches
+            start = (index * self.batch_size) % len(self.order)
+            idx = np.take(self.order, range(start, start + self.batch_size), mode="wrap")
+        else:
+            idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        x = to_model_input(self.faces[idx])
+        y = np.eye(self.num_classes, dtype=np.float32)[self.targets[idx]]
+        if self.mixup_alpha > 0:
+            lam = np.float32(self.rng.beta(self.mixup_alpha, self.mixup_alpha))
+            perm = self.rng.permutation(len(idx))
+            x = lam * x + (1 - lam) * x[perm]
+            y = lam * y + (1 - lam) * y[perm]
+        return x, y
+
+
+class ImageNetWeightsMissing(RuntimeError):
+    pass
+
+
+def resolve_imagenet_weights(preset: Preset, weights_path: str | None, if_missing: str) -> str | None:
+    """Where ImageNet weights come from, or None to train from scratch.
+
+    Order: an explicit path, then Keras' own cache. There is no silent download
+    fallback on machines without network: the caller chose 'stop' or 'scratch'.
+    """
+    if not preset.imagenet_weights:
+        return None
+    if weights_path:
+        if not Path(weights_path).is_file():
+            raise ImageNetWeightsMissing(f"--imagenet-weights {weights_path}: file not found.")
+        return weights_path
+    alpha = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}.get(preset.alpha, str(preset.alpha))
+    cached = KERAS_IMAGENET_CACHE / f"mobilenet_{alpha}_{preset.input_size}_tf_no_top.h5"
+    if preset.architecture == "mobilenet" and cached.is_file():
+        return str(cached)
+    message = (
+        f"ImageNet weights for {preset.architecture} alpha={preset.alpha} at {preset.input_size}px are not in "
+        f"{KERAS_IMAGENET_CACHE} and no --imagenet-weights path was given (this machine may have no network)."
+    )
+    if if_missing == "scratch":
+        log.warning("%s Training from scratch as requested (--if-no-imagenet scratch).", message)
+        return None
+    raise ImageNetWeightsMissing(message + " Pass --imagenet-weights PATH, or --if-no-imagenet scratch to train from random weights.")
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Stop cleanly at an epoch boundary once a wall-time budget is spent; the
+    backup lets the same command resume later with the schedule intact."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.deadline = time.monotonic() + seconds
+        self.stopped_early = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.monotonic() >= self.deadline:
+            self.stopped_early = True
+            self.model.stop_training = True
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    best_val_accuracy: float
+    wall_seconds: float
+    imagenet_weights: bool
+    completed: bool
+
+
+def _optimizer(preset: Preset, steps_per_epoch: int):
+    lr = preset.learning_rate
+    if preset.schedule == "cosine":
+        total = preset.epochs * steps_per_epoch
+        warmup = preset.warmup_epochs * steps_per_epoch
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=lr * 0.1 if warmup else lr,
+            decay_steps=max(1, total - warmup),
+            warmup_target=lr if warmup else None,
+            warmup_steps=warmup,
+            alpha=0.01,
+        )
+    if preset.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=preset.weight_decay)
+    return keras.optimizers.Adam(learning_rate=lr)
+
+
+def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str | Path | None = None,
+          imagenet_weights_path: str | None = None, if_no_imagenet: str = "stop", seed: int = 1337,
+          limit_per_class: int | None = None, workers: int = 4,
+          max_seconds: float | None = None) -> TrainResult:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    started = time.monotonic()
+    labels = FER2013_LABELS
+    weights = resolve_imagenet_weights(preset, imagenet_weights_path, if_no_imagenet)
+
+    files = scan_label_folders(data_dir, labels)
+    pool = np.arange(len(files.paths))
+    if limit_per_class:  # smoke runs: a small, class-balanced subset
+        rng = np.random.default_rng(seed)
+        pool = np.sort(np.concatenate([
+            rng.permutation(np.flatnonzero(files.targets == c))[:limit_per_class] for c in np.unique(files.targets)
+        ]))
+    if val_dir is not None:
+        val_files = scan_label_folders(val_dir, labels)
+        val_pool = np.arange(len(val_files.paths))
+        if limit_per_class:
+            val_pool = val_pool[:: max(1, len(val_pool) // (limit_per_class * len(labels)))]
+        train_idx = pool
+        val = load_faces(val_files, preset.input_size, val_pool)
+        val_source = str(val_dir)
+    else:
+        # Split on source files first; oversampling and augmentation come after.
+        tr, va = split_validation(files.targets[pool], preset.validation_split, seed)
+        train_idx, val_idx = pool[tr], pool[va]
+        val = load_faces(files, preset.input_size, val_idx)
+        val_source = f"{data_dir} ({preset.validation_split:.0%} split)"
+    train_arrays = load_faces(files, preset.input_size, train_idx)
+    faces, targets = train_arrays.faces, train_arrays.targets
+    if preset.per_class_cap:
+        sel = cap_per_class(targets, preset.per_class_cap, seed)
+        faces, targets = faces[sel], targets[sel]
+    log.info("training on %d faces (%s), validating on %d (%s)", len(faces), dict(zip(labels, np.bincount(targets, minlength=len(labels)).tolist())), len(val.faces), val_source)
+
+    train_batches = FaceBatches(faces, targets, len(labels), preset.batch_size, shuffle=True,
+                                mixup_alpha=preset.mixup_alpha, steps=preset.steps_per_epoch, seed=seed,
+                                workers=workers, use_multiprocessing=False)
+    val_batches = FaceBatches(val.faces, val.targets, len(labels), 256, shuffle=False)
+
+    classifier = build_classifier(preset, len(labels), weights)
+    inputs = keras.Input(classifier.input_shape[1:])
+    trainer = keras.Model(inputs, classifier(build_augmenter(preset)(inputs)), name="trainer")
+    trainer.compile(
+        optimizer=_optimizer(preset, len(train_batches)),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=preset.label_smoothing),
+        metrics=["accuracy"],
+    )
+    best_weights = out / "best.weights.h5"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        keras.callbacks.ModelCheckpoint(str(best_weights), monitor="val_accuracy", mode="max",
+                                        save_best_only=True, save_weights_only=True),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+    ]
+    if preset.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+                                                       patience=preset.early_stopping_patience))
+    budget = StopAfter(max_seconds) if max_seconds else None
+    if budget:
+        callbacks.append(budget)
+    history = trainer.fit(train_batches, validation_data=val_batches, epochs=preset.epochs,
+                          callbacks=callbacks, verbose=2)
+    if best_weights.exists():
+        trainer.load_weights(str(best_weights))
+    model_path = out / f"{preset.model_id}.keras"
+    classifier.save(model_path)
+    wall = time.monotonic() - started
+    del history  # after a resume it holds only the last leg; the CSV log holds every epoch
+    with open(out / "history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    best = max((float(r["val_accuracy"]) for r in rows), default=0.0)
+    run = {
+        "preset": preset.model_dump(),
+        "model_id": preset.model_id,
+        "labels": list(labels),
+        "train_data": {"path": str(data_dir), "n_files": len(files.paths), "fingerprint": files.fingerprint(),
+                       "n_used": int(len(faces)), "unreadable": len(train_arrays.unreadable)},
+        "validation_data": val_source,
+        "imagenet_weights": weights is not None,
+        "best_val_accuracy": best,
+        "wall_seconds": wall,
+        "epochs_done": len(rows),
+        "completed": not (budget and budget.stopped_early),
+        "keras_backend": keras.backend.backend(),
+        "seed": seed,
+    }
+    (out / "run.json").write_text(json.dumps(run, indent=1))
+    try:
+        from training.reports import plot_history
+
+        plot_history(out / "history.csv", out / "training_curves.png")
+    except ImportError:  # reports need matplotlib, absent on a bare GPU box
+        log.warning("matplotlib missing: training_curves.png not written")
+    return TrainResult(model_path, best, wall, weights is not None, run["completed"])
