@@ -1,0 +1,68 @@
+"""Every Prometheus metric fer-stream exports, defined once.
+
+Metrics are *recorded* where the event happens (the camera worker counts its
+frames, the inference worker times its batches, the publisher counts alerts);
+they are *defined* here so names, labels and buckets are consistent and the
+dashboard has one place to read from.
+
+Children run in prometheus_client's multiprocess mode: the supervisor sets
+``PROMETHEUS_MULTIPROC_DIR`` before any child starts (and before this module is
+imported), and serves the aggregate on ``/metrics``. Labels never carry
+secrets: cameras are labelled by their configured *name*, never their URL.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Milliseconds to seconds: inference batches take ~1-50 ms, end-to-end latency up to seconds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128)
+
+# --- cameras -----------------------------------------------------------------
+FRAMES_READ = Counter("fer_camera_frames_read_total", "Frames decoded from the source", ["camera"])
+FRAMES_PROCESSED = Counter("fer_camera_frames_processed_total", "Frames run through face detection", ["camera"])
+FRAMES_SKIPPED = Counter(
+    "fer_camera_frames_skipped_total",
+    "Decoded frames never processed (newer frame replaced them, or fps sampling)",
+    ["camera", "reason"],
+)
+FRAMES_CORRUPT = Counter("fer_camera_frames_corrupt_total", "Frames that could not be decoded or were empty", ["camera"])
+CAMERA_UP = Gauge("fer_camera_up", "1 while the camera delivers frames, 0 while down", ["camera"], multiprocess_mode="max")
+CAMERA_RECONNECTS = Counter("fer_camera_reconnects_total", "Attempts to reopen the stream", ["camera"])
+CAMERA_STALLS = Counter("fer_camera_stalls_total", "Times the stream delivered no frame for stall_timeout_s", ["camera"])
+FACES_DETECTED = Counter("fer_faces_detected_total", "Faces found by the detector", ["camera"])
+FACES_CLASSIFIED = Counter("fer_faces_classified_total", "Faces with a classification result back", ["camera"])
+PREDICTIONS = Counter("fer_predictions_total", "Classified faces by top emotion", ["camera", "emotion"])
+TRACKS_ACTIVE = Gauge("fer_tracks_active", "Face tracks currently followed", ["camera"], multiprocess_mode="max")
+DETECTION_SECONDS = Histogram("fer_detection_seconds", "Face detection time per frame", ["camera"], buckets=LATENCY_BUCKETS)
+END_TO_END_SECONDS = Histogram(
+    "fer_end_to_end_latency_seconds",
+    "Frame capture to classification result back in the camera worker",
+    ["camera"],
+    buckets=LATENCY_BUCKETS,
+)
+
+# --- queues --------------------------------------------------------------------
+QUEUE_DEPTH = Gauge("fer_queue_depth", "Items waiting in a bounded queue", ["queue"], multiprocess_mode="max")
+QUEUE_DROPPED = Counter("fer_queue_dropped_total", "Items dropped because a bounded queue was full (oldest first)", ["queue"])
+
+# --- inference -----------------------------------------------------------------
+INFERENCE_BATCH_SIZE = Histogram("fer_inference_batch_size", "Faces per inference batch", buckets=BATCH_BUCKETS)
+INFERENCE_BATCH_SECONDS = Histogram("fer_inference_batch_seconds", "Model time per batch", buckets=LATENCY_BUCKETS)
+INFERENCE_FACES = Counter("fer_inference_faces_total", "Faces classified by the inference worker")
+MODEL_LOADED = Gauge("fer_model_loaded", "1 once the inference worker has loaded and warmed the model", multiprocess_mode="max")
+
+# --- supervision -----------------------------------------------------------------
+WORKER_RESTARTS = Counter("fer_worker_restarts_total", "Child processes restarted after they died", ["worker"])
+
+# --- alerts --------------------------------------------------------------------
+ALERTS_PUBLISHED = Counter("fer_alerts_published_total", "Alert events delivered to Redis", ["camera", "emotion", "event"])
+ALERT_OUTBOX_DEPTH = Gauge("fer_alert_outbox_depth", "Alerts waiting for Redis", multiprocess_mode="max")
+ALERT_OUTBOX_DROPPED = Counter("fer_alert_outbox_dropped_total", "Alerts dropped because the outbox was full")
+REDIS_UP = Gauge("fer_redis_up", "1 while the alert publisher is connected to Redis", multiprocess_mode="max")
+ALERT_LATENCY_SECONDS = Histogram(
+    "fer_alert_latency_seconds",
+    "From the frame that crossed the alert threshold to the alert being published",
+    buckets=LATENCY_BUCKETS,
+)
