@@ -1,0 +1,1 @@
+"""Running the expression classifier: model loading (``engine``) and the batching worker."""

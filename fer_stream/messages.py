@@ -1,0 +1,82 @@
+"""Every message that crosses a process boundary, defined once.
+
+Camera workers, the inference worker and the supervisor talk only through
+bounded queues carrying these types. Faces travel already prepared (uint8,
+``S x S`` grey, see ``fer_stream.preprocessing.prepare_face``) so the expensive
+resize happens in the camera's own process and the pickles stay small.
+
+Timestamps are ``time.monotonic()`` seconds: on Linux that clock is shared by
+all processes of the host, so latencies can be computed across them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class FaceRequest:
+    """A tracked face waiting for classification (camera -> inference)."""
+
+    camera: str
+    track_id: int
+    frame_id: int
+    captured_at: float
+    face: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class FaceResult:
+    """Class probabilities for one FaceRequest (inference -> that camera)."""
+
+    camera: str
+    track_id: int
+    frame_id: int
+    captured_at: float
+    probabilities: np.ndarray
+    classified_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TrackView:
+    """What the live view and the demo summary show for one tracked face."""
+
+    track_id: int
+    box: tuple[int, int, int, int]
+    emotion: str | None
+    score: float
+    alerting: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStatus:
+    """A camera's periodic heartbeat to the supervisor (camera -> supervisor)."""
+
+    camera: str
+    state: str
+    up: bool
+    at: float
+    processed_fps: float
+    tracks: tuple[TrackView, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStatus:
+    """Sent once the inference worker has loaded and warmed its model."""
+
+    model_id: str
+    version: str
+    backend: str
+    labels: tuple[str, ...]
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class CameraView:
+    """A downscaled annotated JPEG for the live view (camera -> supervisor)."""
+
+    camera: str
+    at: float
+    jpeg: bytes
