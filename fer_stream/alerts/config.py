@@ -1,0 +1,229 @@
+"""The ``redis:`` and ``alerts:`` sections of the camera YAML, and per-camera ``alert_rules:`` overrides.
+
+These models mirror the YAML one to one (unknown keys are refused). Secrets never
+live here: the Redis password is read from the environment variable named by
+``redis.password_env`` at connect time, so it cannot leak through a dump or repr
+of the config.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Environment variable that, when set, replaces ``redis.url`` (deployment beats file).
+REDIS_URL_ENV = "FER_STREAM_REDIS_URL"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL_FORM = "redis://[user@]host[:port][/db], rediss://[user@]host[:port][/db] (TLS) or unix:///path/to/redis.sock"
+
+
+def check_redis_url(url: str) -> str:
+    """Return ``url`` if it is a usable Redis URL, else raise ValueError saying the expected form."""
+    problem = None
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a non-numeric or out-of-range port
+    except ValueError as exc:
+        parts, port, problem = None, None, str(exc)
+    if parts is not None:
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            problem = f"scheme {parts.scheme or '(none)'!r} is not redis, rediss or unix"
+        elif parts.scheme == "unix":
+            if not parts.path:
+                problem = "a unix:// URL needs the socket path"
+        elif not parts.hostname:
+            problem = "no host"
+        elif parts.path not in ("", "/") and not parts.path.lstrip("/").isdigit():
+            problem = f"database {parts.path.lstrip('/')!r} is not a number"
+        elif port == 0:
+            problem = "port 0"
+    if problem:
+        raise ValueError(f"malformed Redis URL {redact_url(url)!r} ({problem}); expected {REDIS_URL_FORM}")
+    return url
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``: the only form that may reach logs or output."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{user}:***@{host}" + (f":{port}" if port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class RedisTLS(BaseModel):
+    """Options for ``rediss://`` URLs (ignored otherwise, and refused when set on a plain URL)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ca_file: Path | None = Field(None, description="CA bundle to verify the server; system CAs when unset")
+    cert_file: Path | None = Field(None, description="client certificate for mutual TLS")
+    key_file: Path | None = Field(None, description="client key for mutual TLS")
+    verify: bool = Field(True, description="verify the server certificate and host name; false only for tests")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file must be set together (mutual TLS needs both)")
+        return self
+
+
+class RedisConfig(BaseModel):
+    """Where alerts go. The URL may come from ``FER_STREAM_REDIS_URL``, which wins over the file."""
+
+    # The URL may carry a password: validation errors must not echo their input.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    url: str = Field(DEFAULT_REDIS_URL, description=f"Redis URL: {REDIS_URL_FORM}; env {REDIS_URL_ENV} overrides it")
+    username: str | None = Field(None, description="ACL user name (Redis 6+); the password comes from password_env")
+    password_env: str = Field(
+        "FER_STREAM_REDIS_PASSWORD", description="name of the environment variable that holds the Redis password"
+    )
+    tls: RedisTLS = Field(default_factory=RedisTLS)
+    connect_timeout_s: float = Field(2.0, gt=0, description="TCP/TLS connect timeout")
+    socket_timeout_s: float = Field(2.0, gt=0, description="timeout of one command; a slow Redis counts as down")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_from_environment(cls, data: Any) -> Any:
+        env_url = os.environ.get(REDIS_URL_ENV)
+        if env_url and isinstance(data, dict):
+            data = {**data, "url": env_url}
+        elif env_url and data is None:
+            data = {"url": env_url}
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_redis(cls, url: str) -> str:
+        try:
+            return check_redis_url(url)
+        except ValueError as exc:
+            source = f" (from the environment variable {REDIS_URL_ENV})" if os.environ.get(REDIS_URL_ENV) == url else ""
+            raise ValueError(f"{exc}{source}") from None
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, name: str) -> str:
+        if not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
+            raise ValueError(f"{name!r} is not an environment variable name (e.g. FER_STREAM_REDIS_PASSWORD)")
+        return name
+
+    @model_validator(mode="after")
+    def _tls_only_with_rediss(self) -> Self:
+        tls_set = self.tls.model_fields_set
+        if tls_set and not self.url.startswith("rediss://"):
+            keys = ", ".join(f"tls.{key}" for key in sorted(tls_set))
+            raise ValueError(f"{keys}: TLS options need a rediss:// URL; use rediss:// or remove them")
+        return self
+
+    def password(self) -> str | None:
+        """The password from the environment (read late, so rotating it needs only a restart)."""
+        return os.environ.get(self.password_env) or None
+
+    def redacted_url(self) -> str:
+        return redact_url(self.url)
+
+
+def _normalised_emotions(watched: list[str]) -> list[str]:
+    names = [name.strip().lower() for name in watched]
+    if not names:
+        raise ValueError("watched is empty: name at least one emotion (e.g. [angry, fear]) or set alerts.enabled: false")
+    if len(set(names)) != len(names):
+        raise ValueError(f"watched lists an emotion twice: {watched}")
+    return names
+
+
+class AlertRules(BaseModel):
+    """When a tracked face's expression becomes an alert. Defaults and their reasons: docs/alerts.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    watched: list[str] = Field(
+        default_factory=lambda: ["angry", "fear"], description="emotions that raise alerts (names from the model's labels)"
+    )
+    smoothing_half_life_s: float = Field(
+        1.0, gt=0, description="half-life of the exponential moving average of each class, in seconds of frame time"
+    )
+    enter_threshold: float = Field(0.5, gt=0, le=1, description="smoothed probability at which an episode may start")
+    release_threshold: float = Field(0.35, ge=0, lt=1, description="smoothed probability below which an episode ends")
+    min_duration_s: float = Field(2.0, ge=0, description="the smoothed score must stay >= enter_threshold this long")
+    min_observations: int = Field(5, ge=1, description="classifications needed above enter_threshold before a start")
+    cooldown_s: float = Field(60.0, ge=0, description="after an episode, no new start for the same camera, track, emotion")
+
+    @field_validator("watched")
+    @classmethod
+    def _watched_names(cls, watched: list[str]) -> list[str]:
+        return _normalised_emotions(watched)
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> Self:
+        if self.release_threshold >= self.enter_threshold:
+            raise ValueError(
+                f"release_threshold ({self.release_threshold}) must be below enter_threshold ({self.enter_threshold}): "
+                "the gap between them is what stops an episode flickering on and off"
+            )
+        return self
+
+    def merged(self, override: AlertRulesOverride | None) -> AlertRules:
+        """These rules with a camera's overrides applied; the result is validated as a whole."""
+        if override is None:
+            return self
+        return AlertRules.model_validate({**self.model_dump(), **override.model_dump(exclude_unset=True)})
+
+
+class AlertRulesOverride(BaseModel):
+    """A camera's ``alert_rules:``: any subset of :class:`AlertRules`, applied over the global ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    watched: list[str] | None = None
+    smoothing_half_life_s: float | None = Field(None, gt=0)
+    enter_threshold: float | None = Field(None, gt=0, le=1)
+    release_threshold: float | None = Field(None, ge=0, lt=1)
+    min_duration_s: float | None = Field(None, ge=0)
+    min_observations: int | None = Field(None, ge=1)
+    cooldown_s: float | None = Field(None, ge=0)
+
+    @field_validator("watched")
+    @classmethod
+    def _watched_names(cls, watched: list[str] | None) -> list[str] | None:
+        return None if watched is None else _normalised_emotions(watched)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            nulls = sorted(key for key, value in data.items() if value is None)
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)}: give a value or leave the key out to use the global rule")
+        return data
+
+
+class AlertsConfig(BaseModel):
+    """The ``alerts:`` section: where alerts go inside Redis, how many may wait, and the global rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    channel: str = Field("fer:alerts", min_length=1, description="pub/sub channel for live subscribers")
+    stream: str = Field("fer:alerts:log", min_length=1, description="capped Redis Stream kept for replay")
+    stream_maxlen: int = Field(10_000, ge=1, description="approximate cap of the stream (XADD MAXLEN ~)")
+    outbox_size: int = Field(1_000, ge=1, description="alerts kept in memory while Redis is down; the oldest go first")
+    dedupe_ttl_s: int = Field(
+        86_400, ge=60, description="how long Redis remembers a delivered alert id, so a retried alert is not added twice"
+    )
+    rules: AlertRules = Field(default_factory=AlertRules)
