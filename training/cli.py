@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import subprocess
 import sys
 
 
@@ -27,6 +29,48 @@ def _train(args: argparse.Namespace) -> int:
     if not result.completed:
         print("stopped at the time budget; run the same command again to resume")
     print(f"best val_accuracy {result.best_val_accuracy:.4f}; model {result.model_path}; {result.wall_seconds:.0f}s")
+    if args.export_to and result.completed:
+        return _export_run(args.out, args.export_to, val=args.val, calib_data=None, version=None, formats="keras,tflite,int8")
+    return 0
+
+
+def _export_run(run: str, out: str, *, val: str | None, calib_data: str | None, version: str | None, formats: str) -> int:
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        # Conversion needs TensorFlow; a run trained under JAX exports in a fresh process.
+        cmd = [sys.executable, "-m", "training.cli", "export", "--run", run, "--out", out, "--formats", formats]
+        cmd += ["--val", val] if val else []
+        return subprocess.call(cmd, env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    from fer_stream.model_card import ModelCardError
+    from training.dataset import DatasetError
+    from training.export import ExportError, export
+
+    try:
+        files = export(run, out, val_dir=val, calib_dir=calib_data, version=version,
+                       formats=tuple(f.strip() for f in formats.split(",") if f.strip()))
+    except (ExportError, DatasetError, ModelCardError) as exc:
+        print(f"fer-train export: {exc}", file=sys.stderr)
+        return 2
+    for path in files:
+        print(f"exported {path} (+ {path.name}.card.json)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    return _export_run(args.run, args.out, val=args.val, calib_data=args.calib_data, version=args.version, formats=args.formats)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from fer_stream.model_card import ModelCardError
+    from training.dataset import DatasetError
+    from training.evaluate import evaluate
+
+    try:
+        evaluate(args.data, args.out, model=args.model, tta_flip=args.tta_flip, batch_size=args.batch_size, backend=args.backend)
+    except (DatasetError, ModelCardError) as exc:
+        print(f"fer-train evaluate: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -54,7 +98,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=1337)
     t.add_argument("--workers", type=int, default=4, help="threads that prepare batches")
     t.add_argument("--max-minutes", type=float, help="stop at the first epoch end after this wall time; rerun to resume")
+    t.add_argument("--export-to", help="after training, export the model into this directory (like 'fer-train export')")
     t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="metrics, confusion matrix and ROC curves of an exported model on a labelled directory")
+    e.add_argument("--data", required=True, help="directory with one folder per label (e.g. fer2013/val)")
+    e.add_argument("--out", required=True, help="where metrics.json, confusion_matrix.png and roc_curves.png go")
+    e.add_argument("--model", help="an exported .keras or .tflite (with its card); default: the shipped model the daemon loads")
+    e.add_argument("--backend", choices=["auto", "litert", "tensorflow"], default="auto",
+                   help="auto: the file's own format (.keras -> tensorflow, .tflite -> litert)")
+    e.add_argument("--tta-flip", action="store_true", help="average each face with its mirror image")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.set_defaults(func=_evaluate)
+
+    x = sub.add_parser("export", help="write .keras, float32 and int8 .tflite with model cards from a training run")
+    x.add_argument("--run", required=True, help="the --out directory of 'fer-train train'")
+    x.add_argument("--out", required=True, help="directory for the exported files and their cards")
+    x.add_argument("--val", help="validation directory: each exported file is evaluated on it and the card records it")
+    x.add_argument("--calib-data", help="training images for int8 calibration (default: the run's training directory)")
+    x.add_argument("--version", help="release string written into the cards (default: today's date, YYYY.MM.DD)")
+    x.add_argument("--formats", default="keras,tflite,int8", help="comma-separated subset of keras,tflite,int8")
+    x.set_defaults(func=_export)
     return parser
 
 

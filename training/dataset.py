@@ -108,6 +108,9 @@ class FaceArrays:
     sources: list[Path]
     unreadable: list[Path] = field(default_factory=list)
 
+    def subset(self, idx: np.ndarray) -> FaceArrays:
+        return FaceArrays(self.faces[idx], self.targets[idx], [self.sources[i] for i in idx], self.unreadable)
+
 
 def load_faces(files: LabelledFiles, size: int, indices: np.ndarray | None = None) -> FaceArrays:
     """Decode and prepare images; unreadable files are skipped and counted."""
@@ -116,7 +119,8 @@ def load_faces(files: LabelledFiles, size: int, indices: np.ndarray | None = Non
     keep: list[int] = []
     unreadable: list[Path] = []
     for i in idx:
-        image = cv2.imread(str(files.paths[i]), cv2.IMREAD_GRAYSCALE)
+        # Decoded as BGR like a camera frame, so prepare_face does the grey conversion for both.
+        image = cv2.imread(str(files.paths[i]), cv2.IMREAD_COLOR)
         if image is None or image.size == 0:
             unreadable.append(files.paths[i])
             continue
@@ -134,14 +138,33 @@ def load_faces(files: LabelledFiles, size: int, indices: np.ndarray | None = Non
     )
 
 
-def split_validation(targets: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified split of source-file indices. Runs before any oversampling or
-    augmentation, so no image (nor a copy of it) lands on both sides."""
+def content_groups(faces: np.ndarray) -> np.ndarray:
+    """A group id per face; identical pixel arrays share one.
+
+    FER-2013 holds the same picture under several file names (about 1,270 groups
+    in the official training split), so splitting on file names alone would put
+    copies of one image on both sides.
+    """
+    keys = np.array([hashlib.blake2b(face.tobytes(), digest_size=16).digest() for face in faces])
+    return np.unique(keys, return_inverse=True)[1].reshape(-1)
+
+
+def split_validation(targets: np.ndarray, fraction: float, seed: int,
+                     groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of source-file indices, whole groups to one side.
+
+    Runs before any oversampling or augmentation, and keeps every member of a
+    group (see ``content_groups``) on the same side, so no image, no copy of it
+    and no identical picture under another name lands on both sides.
+    """
     from sklearn.model_selection import train_test_split
 
     indices = np.arange(len(targets))
-    train_idx, val_idx = train_test_split(indices, test_size=fraction, random_state=seed, stratify=targets)
-    return np.sort(train_idx), np.sort(val_idx)
+    groups = indices if groups is None else np.asarray(groups)
+    group_ids, first = np.unique(groups, return_index=True)
+    _, val_groups = train_test_split(group_ids, test_size=fraction, random_state=seed, stratify=targets[first])
+    in_val = np.isin(groups, val_groups)
+    return indices[~in_val], indices[in_val]
 
 
 def cap_per_class(targets: np.ndarray, cap: int, seed: int) -> np.ndarray:

@@ -20,7 +20,8 @@ import keras
 import numpy as np
 
 from fer_stream.preprocessing import to_model_input
-from training.dataset import FER2013_LABELS, cap_per_class, load_faces, scan_label_folders, split_validation
+from training.dataset import (FER2013_LABELS, FaceArrays, LabelledFiles, cap_per_class, content_groups, load_faces,
+                              scan_label_folders, split_validation)
 from training.model import build_augmenter, build_classifier
 from training.presets import Preset
 
@@ -137,6 +138,52 @@ def _optimizer(preset: Preset, steps_per_epoch: int):
     return keras.optimizers.Adam(learning_rate=lr)
 
 
+@dataclass
+class PreparedData:
+    """Training faces (after per-class capping/oversampling) and the validation faces."""
+
+    files: LabelledFiles
+    faces: np.ndarray
+    targets: np.ndarray
+    sources: list[Path]
+    val: FaceArrays
+    val_source: str
+    unreadable: int
+    val_duplicates_in_train: int
+
+
+def prepare_data(preset: Preset, data_dir: str | Path, *, val_dir: str | Path | None = None, seed: int = 1337,
+                 limit_per_class: int | None = None, labels: tuple[str, ...] = FER2013_LABELS) -> PreparedData:
+    """Decode, split and cap. Without ``val_dir`` the split is made on source images,
+    grouped by identical pixels, before oversampling; augmentation happens later, in the model."""
+    files = scan_label_folders(data_dir, labels)
+    pool = np.arange(len(files.paths))
+    if limit_per_class:  # smoke runs: a small, class-balanced subset
+        rng = np.random.default_rng(seed)
+        pool = np.sort(np.concatenate([
+            rng.permutation(np.flatnonzero(files.targets == c))[:limit_per_class] for c in np.unique(files.targets)
+        ]))
+    arrays = load_faces(files, preset.input_size, pool)
+    if val_dir is not None:
+        val_files = scan_label_folders(val_dir, labels)
+        val_pool = np.arange(len(val_files.paths))
+        if limit_per_class:
+            val_pool = val_pool[:: max(1, len(val_pool) // (limit_per_class * len(labels)))]
+        train_arrays, val = arrays, load_faces(val_files, preset.input_size, val_pool)
+        val_source = str(val_dir)
+    else:
+        tr, va = split_validation(arrays.targets, preset.validation_split, seed, groups=content_groups(arrays.faces))
+        train_arrays, val = arrays.subset(tr), arrays.subset(va)
+        val_source = f"{data_dir} ({preset.validation_split:.0%} split)"
+    sel = np.arange(len(train_arrays.targets))
+    if preset.per_class_cap:
+        sel = cap_per_class(train_arrays.targets, preset.per_class_cap, seed)
+    groups = content_groups(np.concatenate([train_arrays.faces, val.faces]))
+    duplicates = int(np.isin(groups[len(train_arrays.faces):], groups[:len(train_arrays.faces)]).sum())
+    return PreparedData(files, train_arrays.faces[sel], train_arrays.targets[sel], [train_arrays.sources[i] for i in sel],
+                        val, val_source, len(arrays.unreadable), duplicates)
+
+
 def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str | Path | None = None,
           imagenet_weights_path: str | None = None, if_no_imagenet: str = "stop", seed: int = 1337,
           limit_per_class: int | None = None, workers: int = 4,
@@ -148,33 +195,12 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
     labels = FER2013_LABELS
     weights = resolve_imagenet_weights(preset, imagenet_weights_path, if_no_imagenet)
 
-    files = scan_label_folders(data_dir, labels)
-    pool = np.arange(len(files.paths))
-    if limit_per_class:  # smoke runs: a small, class-balanced subset
-        rng = np.random.default_rng(seed)
-        pool = np.sort(np.concatenate([
-            rng.permutation(np.flatnonzero(files.targets == c))[:limit_per_class] for c in np.unique(files.targets)
-        ]))
-    if val_dir is not None:
-        val_files = scan_label_folders(val_dir, labels)
-        val_pool = np.arange(len(val_files.paths))
-        if limit_per_class:
-            val_pool = val_pool[:: max(1, len(val_pool) // (limit_per_class * len(labels)))]
-        train_idx = pool
-        val = load_faces(val_files, preset.input_size, val_pool)
-        val_source = str(val_dir)
-    else:
-        # Split on source files first; oversampling and augmentation come after.
-        tr, va = split_validation(files.targets[pool], preset.validation_split, seed)
-        train_idx, val_idx = pool[tr], pool[va]
-        val = load_faces(files, preset.input_size, val_idx)
-        val_source = f"{data_dir} ({preset.validation_split:.0%} split)"
-    train_arrays = load_faces(files, preset.input_size, train_idx)
-    faces, targets = train_arrays.faces, train_arrays.targets
-    if preset.per_class_cap:
-        sel = cap_per_class(targets, preset.per_class_cap, seed)
-        faces, targets = faces[sel], targets[sel]
+    data = prepare_data(preset, data_dir, val_dir=val_dir, seed=seed, limit_per_class=limit_per_class, labels=labels)
+    files, faces, targets, val, val_source = data.files, data.faces, data.targets, data.val, data.val_source
     log.info("training on %d faces (%s), validating on %d (%s)", len(faces), dict(zip(labels, np.bincount(targets, minlength=len(labels)).tolist())), len(val.faces), val_source)
+    if data.val_duplicates_in_train:
+        log.warning("%d validation face(s) have a pixel-identical copy in the training data (a property of the data set, "
+                    "e.g. FER-2013's PublicTest): validation accuracy is slightly optimistic", data.val_duplicates_in_train)
 
     train_batches = FaceBatches(faces, targets, len(labels), preset.batch_size, shuffle=True,
                                 mixup_alpha=preset.mixup_alpha, steps=preset.steps_per_epoch, seed=seed,
@@ -218,8 +244,9 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
         "model_id": preset.model_id,
         "labels": list(labels),
         "train_data": {"path": str(data_dir), "n_files": len(files.paths), "fingerprint": files.fingerprint(),
-                       "n_used": int(len(faces)), "unreadable": len(train_arrays.unreadable)},
+                       "n_used": int(len(faces)), "unreadable": data.unreadable},
         "validation_data": val_source,
+        "validation_duplicates_in_train": data.val_duplicates_in_train,
         "imagenet_weights": weights is not None,
         "best_val_accuracy": best,
         "wall_seconds": wall,
