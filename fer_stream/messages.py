@@ -5,8 +5,10 @@ bounded queues carrying these types. Faces travel already prepared (uint8,
 ``S x S`` grey, see ``fer_stream.preprocessing.prepare_face``) so the expensive
 resize happens in the camera's own process and the pickles stay small.
 
-Timestamps are ``time.monotonic()`` seconds: on Linux that clock is shared by
-all processes of the host, so latencies can be computed across them.
+Each face carries two times of its frame's capture: ``captured_at`` (wall
+clock, epoch seconds: alert rules and alert messages use it) and
+``captured_monotonic`` (``time.monotonic()``, shared by all processes of a
+Linux host: latencies are measured with it). Other ``at`` fields are monotonic.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class FaceRequest:
     track_id: int
     frame_id: int
     captured_at: float
+    captured_monotonic: float
     face: np.ndarray
 
 
@@ -35,6 +38,7 @@ class FaceResult:
     track_id: int
     frame_id: int
     captured_at: float
+    captured_monotonic: float
     probabilities: np.ndarray
     classified_at: float
 

@@ -1,0 +1,227 @@
+"""The camera process: frames -> faces -> tracks -> inference requests, results -> alerts.
+
+One process per camera, so a slow decoder, a hung stream or a crash costs only
+that camera, and ``top`` shows each camera's CPU by name. The loop never blocks
+on another process: requests, alerts, status and views all go through bounded
+drop-oldest queues. Per-track state (the latest label, the alert rules' smoothing)
+lives here; the inference worker keeps none.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fer_stream.camera.source import SourceState
+from fer_stream.config.models import CameraSettings
+from fer_stream.messages import CameraStatus, CameraView, FaceRequest, FaceResult, TrackView
+from fer_stream.queues import BoundedQueue
+
+log = logging.getLogger(__name__)
+
+#: Seconds between heartbeats to the supervisor.
+STATUS_EVERY_S = 1.0
+#: At most this many live-view JPEGs a second, and only while someone is watching.
+VIEW_FPS = 2.0
+VIEW_WIDTH = 480
+JPEG_QUALITY = 70
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """Everything a camera worker needs, resolved by the supervisor."""
+
+    settings: CameraSettings
+    labels: tuple[str, ...]
+    input_size: int
+    model_id: str
+    model_version: str
+    log_level: str = "INFO"
+
+    @property
+    def name(self) -> str:
+        return self.settings.camera.name
+
+
+@dataclass(frozen=True)
+class CameraQueues:
+    """The queues a camera process uses; all bounded, all drop-oldest."""
+
+    requests: BoundedQueue[FaceRequest]
+    results: BoundedQueue[FaceResult]
+    alerts: BoundedQueue
+    status: BoundedQueue[CameraStatus]
+    views: BoundedQueue[CameraView]
+
+    def outgoing(self) -> tuple[BoundedQueue, ...]:
+        return (self.requests, self.alerts, self.status, self.views)
+
+
+@dataclass
+class TrackState:
+    box: tuple[int, int, int, int]
+    emotion: str | None = None
+    score: float = 0.0
+    alerting: set[str] = field(default_factory=set)
+
+
+def main(spec: CameraSpec, queues: CameraQueues, view_wanted, parent_pid: int) -> None:
+    """Process entry point (spawned by the supervisor)."""
+    from fer_stream.supervisor.child import parent_alive, start_child
+
+    stop = start_child(f"camera {spec.name}", spec.log_level)
+    for q in queues.outgoing():
+        q.detach_on_exit()
+    loop = CameraLoop(spec, queues, view_wanted)
+    loop.start()
+    try:
+        while not stop.is_set() and parent_alive(parent_pid) and not loop.finished:
+            loop.step()
+    finally:
+        loop.close()
+    log.info("stopped")
+
+
+class CameraLoop:
+    """One camera's pipeline, one ``step`` per processed frame (or per idle wait)."""
+
+    def __init__(self, spec: CameraSpec, queues: CameraQueues, view_wanted) -> None:
+        from fer_stream.alerts.rules import AlertTracker
+        from fer_stream.camera.source import FrameSource
+        from fer_stream.faces import IouTracker, create_detector
+
+        settings = spec.settings
+        self.spec = spec
+        self.name = spec.name
+        self.queues = queues
+        self.view_wanted = view_wanted
+        self.period = 1.0 / settings.camera.fps
+        self.source = FrameSource(settings.camera, start=False)
+        self.detector = create_detector(settings.detector)
+        self.tracker = IouTracker(settings.tracking)
+        self.rules = AlertTracker(settings.alert_rules, spec.name, list(spec.labels), spec.model_id, spec.model_version)
+        self.tracks: dict[int, TrackState] = {}
+        self.frame_size = (0, 0)
+        self.finished = False
+        self._next_due = 0.0
+        self._last_frame_id: int | None = None
+        self._last_status = 0.0
+        self._last_view = 0.0
+        self._processed_times: list[float] = []
+        self._metrics()
+
+    def _metrics(self) -> None:
+        from fer_stream import metrics
+
+        cam = self.name
+        self.m_processed = metrics.FRAMES_PROCESSED.labels(camera=cam)
+        self.m_detected = metrics.FACES_DETECTED.labels(camera=cam)
+        self.m_detect_s = metrics.DETECTION_SECONDS.labels(camera=cam)
+        self.m_classified = metrics.FACES_CLASSIFIED.labels(camera=cam)
+        self.m_e2e = metrics.END_TO_END_SECONDS.labels(camera=cam)
+        self.m_tracks = metrics.TRACKS_ACTIVE.labels(camera=cam)
+        self.m_predictions = {label: metrics.PREDICTIONS.labels(camera=cam, emotion=label) for label in self.spec.labels}
+
+    def start(self) -> None:
+        self.source.start()
+
+    def close(self) -> None:
+        self.source.close()
+
+    def step(self) -> None:
+        now = time.monotonic()
+        self.handle_results()
+        if now - self._last_status >= STATUS_EVERY_S:
+            self.send_status(now)
+        wait = self._next_due - now
+        if wait > 0:
+            # Results keep flowing while we wait for the next sampled frame.
+            self.queues.results.wait(min(wait, 0.25))
+            return
+        frame = self.source.latest(timeout=min(self.period, 0.25))
+        if frame is None or frame.frame_id == self._last_frame_id:
+            self.finished = self.source.state is SourceState.FINISHED
+            return
+        self._last_frame_id = frame.frame_id
+        self._next_due = max(self._next_due + self.period, now - self.period)
+        self.process(frame)
+
+    def process(self, frame) -> None:
+        from fer_stream.faces import crop_face
+        from fer_stream.preprocessing import prepare_face
+
+        image = frame.image
+        self.frame_size = (image.shape[1], image.shape[0])
+        started = time.perf_counter()
+        detections = self.detector.detect(image)
+        self.m_detect_s.observe(time.perf_counter() - started)
+        self.m_processed.inc()
+        self.m_detected.inc(len(detections))
+        self._processed_times.append(time.monotonic())
+
+        update = self.tracker.update(detections, frame.captured_at)
+        for track in update.active:
+            state = self.tracks.setdefault(track.track_id, TrackState(track.box))
+            state.box = track.box
+            if not track.seen_at(frame.captured_at):
+                continue  # coasting on an old detection: nothing new to classify
+            face = prepare_face(crop_face(image, track.box), self.spec.input_size)
+            self.queues.requests.put(
+                FaceRequest(self.name, track.track_id, frame.frame_id, frame.captured_at, frame.captured_monotonic, face)
+            )
+        for track in update.ended:
+            self.tracks.pop(track.track_id, None)
+            for alert in self.rules.forget(track.track_id, frame.captured_at):
+                self.queues.alerts.put(alert)
+        self.m_tracks.set(len(update.active))
+        self.maybe_send_view(image)
+
+    def handle_results(self) -> None:
+        now = time.monotonic()
+        for result in self.queues.results.drain(256):
+            self.m_e2e.observe(now - result.captured_monotonic)
+            self.m_classified.inc()
+            top = int(np.argmax(result.probabilities))
+            emotion = self.spec.labels[top]
+            self.m_predictions[emotion].inc()
+            state = self.tracks.get(result.track_id)
+            if state is None:
+                continue  # the track ended while its face was in flight
+            state.emotion, state.score = emotion, float(result.probabilities[top])
+            alerts = self.rules.observe(result.track_id, result.probabilities, result.captured_at, state.box, self.frame_size)
+            for alert in alerts:
+                (state.alerting.add if alert.event == "start" else state.alerting.discard)(alert.emotion)
+                self.queues.alerts.put(alert)
+
+    def track_views(self) -> tuple[TrackView, ...]:
+        return tuple(
+            TrackView(tid, s.box, s.emotion, s.score, bool(s.alerting)) for tid, s in sorted(self.tracks.items())
+        )
+
+    def send_status(self, now: float) -> None:
+        self._processed_times = [t for t in self._processed_times if now - t <= 5.0]
+        fps = len(self._processed_times) / 5.0
+        self.queues.status.put(
+            CameraStatus(self.name, str(self.source.state), self.source.state is SourceState.UP, now, fps, self.track_views())
+        )
+        self._last_status = now
+
+    def maybe_send_view(self, image: np.ndarray) -> None:
+        now = time.monotonic()
+        if not self.view_wanted.is_set() or now - self._last_view < 1.0 / VIEW_FPS:
+            return
+        import cv2
+
+        from fer_stream.faces import draw_annotations
+
+        annotated = draw_annotations(image.copy(), self.track_views())
+        scale = VIEW_WIDTH / annotated.shape[1]
+        if scale < 1:
+            annotated = cv2.resize(annotated, (VIEW_WIDTH, round(annotated.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        ok, jpeg = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if ok:
+            self.queues.views.put(CameraView(self.name, now, jpeg.tobytes()))
+        self._last_view = now

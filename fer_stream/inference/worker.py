@@ -1,0 +1,96 @@
+"""The inference worker: one process per host, batching faces from every camera.
+
+It owns the model (and the GPU, when there is one), keeps no per-camera state,
+and routes each result by the camera named in its request. Restarting it loses
+at most the faces in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fer_stream.messages import FaceRequest, FaceResult, ModelStatus
+from fer_stream.queues import BoundedQueue
+
+log = logging.getLogger(__name__)
+
+#: Longest idle wait, so a stop request or a dead parent is noticed promptly.
+_IDLE_WAIT_S = 0.25
+
+
+@dataclass(frozen=True)
+class InferenceSpec:
+    """Everything the worker needs, resolved by the supervisor from the config."""
+
+    model_path: Path | None
+    backend: str
+    num_threads: int | None
+    max_batch_size: int
+    max_wait_ms: float
+    log_level: str = "INFO"
+
+
+def main(
+    spec: InferenceSpec,
+    requests: BoundedQueue[FaceRequest],
+    results: dict[str, BoundedQueue[FaceResult]],
+    status: BoundedQueue[ModelStatus],
+    parent_pid: int,
+) -> None:
+    """Process entry point (spawned by the supervisor)."""
+    from fer_stream.supervisor.child import parent_alive, start_child
+
+    stop = start_child("inference", spec.log_level)
+    for q in (*results.values(), status):
+        q.detach_on_exit()
+
+    from fer_stream.inference.batcher import Batcher
+    from fer_stream.inference.engine import load_classifier
+    from fer_stream.metrics import MODEL_LOADED
+
+    classifier = load_classifier(spec.model_path, backend=spec.backend, num_threads=spec.num_threads)
+    classifier.warmup(spec.max_batch_size)
+    MODEL_LOADED.set(1)
+    card = classifier.card
+    status.put(ModelStatus(card.model_id, card.version, classifier.backend, tuple(classifier.labels), os.getpid()))
+    log.info("ready: %r, batches of up to %d faces or %.1f ms", classifier, spec.max_batch_size, spec.max_wait_ms)
+
+    batcher: Batcher[FaceRequest] = Batcher(spec.max_batch_size, spec.max_wait_ms / 1000.0)
+    while not stop.is_set() and parent_alive(parent_pid):
+        wait = batcher.seconds_until_due()
+        requests.wait(_IDLE_WAIT_S if wait is None else wait)
+        for request in requests.drain(spec.max_batch_size):
+            batch = batcher.add(request)
+            if batch:
+                classify(classifier, batch, results)
+        batch = batcher.due()
+        if batch:
+            classify(classifier, batch, results)
+    MODEL_LOADED.set(0)
+    log.info("stopped")
+
+
+def classify(classifier, batch: list[FaceRequest], results: dict[str, BoundedQueue[FaceResult]]) -> None:
+    """Run one batch and send every camera its results."""
+    from fer_stream.metrics import INFERENCE_BATCH_SECONDS, INFERENCE_BATCH_SIZE, INFERENCE_FACES
+    from fer_stream.preprocessing import to_model_input
+
+    inputs = to_model_input([r.face for r in batch])
+    started = time.perf_counter()
+    probabilities = classifier.predict(inputs)
+    INFERENCE_BATCH_SECONDS.observe(time.perf_counter() - started)
+    INFERENCE_BATCH_SIZE.observe(len(batch))
+    INFERENCE_FACES.inc(len(batch))
+    now = time.monotonic()
+    for request, probs in zip(batch, probabilities):
+        queue = results.get(request.camera)
+        if queue is None:
+            log.warning("result for unknown camera %r dropped", request.camera)
+            continue
+        queue.put(
+            FaceResult(request.camera, request.track_id, request.frame_id, request.captured_at, request.captured_monotonic, probs, now)
+        )

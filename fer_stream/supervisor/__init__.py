@@ -1,0 +1,1 @@
+"""The main process: configuration, child processes, restarts, HTTP and alert delivery."""

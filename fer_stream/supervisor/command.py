@@ -1,0 +1,73 @@
+"""Run the daemon on a camera YAML until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, help="camera YAML (see config/cameras.example.yaml)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return serve(args.config, args.log_level.upper())
+
+
+def serve(
+    config_path: Path,
+    log_level: str,
+    seconds: float | None = None,
+    on_tick: Callable[[object], None] | None = None,
+) -> int:
+    """Load the config, start the daemon and supervise until a signal, ``seconds`` or the end of every file camera."""
+    from fer_stream.supervisor.metrics_dir import ensure_multiprocess_metrics, remove_if_owned
+
+    metrics_dir = ensure_multiprocess_metrics()  # before anything below imports prometheus_client
+    import setproctitle
+
+    from fer_stream.config import ConfigError, load_config
+    from fer_stream.model_card import ModelCardError
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"fer-stream: invalid config:\n{exc}", file=sys.stderr)
+        return 2
+    from fer_stream.supervisor.daemon import Daemon
+
+    try:
+        daemon = Daemon(config, metrics_dir, log_level)
+    except ModelCardError as exc:
+        print(f"fer-stream: model: {exc}", file=sys.stderr)
+        return 2
+    setproctitle.setproctitle("fer-stream: supervisor")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stop.set())
+    from fer_stream.alerts.connection import RedisSetupError
+
+    try:
+        daemon.start()
+    except (OSError, ValueError, RedisSetupError) as exc:
+        print(f"fer-stream: cannot start: {exc}", file=sys.stderr)
+        daemon.shutdown()
+        remove_if_owned(metrics_dir)
+        return 2
+    log.info("running %d camera(s): %s; stop with SIGTERM or Ctrl-C", len(daemon.cameras), ", ".join(daemon.cameras))
+    try:
+        daemon.run(stop, None if seconds is None else time.monotonic() + seconds,
+                   on_tick=None if on_tick is None else lambda: on_tick(daemon))
+    finally:
+        log.info("shutting down")
+        daemon.shutdown()
+        remove_if_owned(metrics_dir)
+    return 0

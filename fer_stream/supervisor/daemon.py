@@ -1,0 +1,259 @@
+"""The supervisor: starts the inference worker and one worker per camera, watches and restarts them.
+
+It runs in the main process with the HTTP server and the alert publisher. It
+never kills a child that might hold a queue lock: stop requests are SIGTERM,
+which children turn into a flag checked between steps; SIGKILL is the last
+resort at shutdown only. After a child died (crash or kill -9) the locks of
+the queues it used are checked and freed, so its successor cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+
+from fer_stream.camera.worker import CameraQueues, CameraSpec
+from fer_stream.config.models import FerStreamConfig
+from fer_stream.inference.worker import InferenceSpec
+from fer_stream.messages import CameraStatus, CameraView, ModelStatus
+from fer_stream.queues import BoundedQueue
+from fer_stream.supervisor.metrics_dir import forget_dead_process
+from fer_stream.supervisor.restarts import RestartPolicy
+from fer_stream.supervisor.state import DaemonState
+
+log = logging.getLogger(__name__)
+
+INFERENCE = "inference"
+#: How long children get to leave their loops after SIGTERM before SIGKILL.
+STOP_GRACE_S = 3.0
+#: Supervisor loop tick: bounds how late a death, a restart or a stop is handled.
+TICK_S = 0.2
+ALERTS_QUEUE_SIZE = 1024
+STATUS_QUEUE_SIZE = 256
+
+
+@dataclass
+class Child:
+    """One supervised process and how to start it again."""
+
+    name: str
+    make: Callable[[], BaseProcess]
+    on_death: Callable[[], None] = lambda: None
+    process: BaseProcess | None = None
+    started_at: float = 0.0
+    restart_at: float | None = None
+    finished: bool = False
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+
+
+def camera_worker_name(camera: str) -> str:
+    return f"camera-{camera}"
+
+
+class Daemon:
+    def __init__(self, config: FerStreamConfig, metrics_dir: str, log_level: str = "INFO") -> None:
+        from fer_stream.inference.engine import default_model_path
+        from fer_stream.model_card import load_card
+
+        self.config = config
+        self.metrics_dir = metrics_dir
+        self.log_level = log_level
+        # Verify the model and its card here, so a bad file stops the start with a clear message
+        # instead of crash-looping the inference worker.
+        self.model_path = config.model.path or default_model_path()
+        self.card, _ = load_card(self.model_path)
+        self.cameras = [c.name for c in config.enabled_cameras]
+        self.state = DaemonState(self.cameras)
+        self.ctx = multiprocessing.get_context("spawn")
+        self.view_wanted = self.ctx.Event()
+        inference = config.inference
+        self.requests: BoundedQueue = BoundedQueue(self.ctx, "requests", inference.request_queue_size)
+        self.results = {c: BoundedQueue(self.ctx, f"results-{c}", inference.result_queue_size) for c in self.cameras}
+        self.alerts: BoundedQueue = BoundedQueue(self.ctx, "alerts", ALERTS_QUEUE_SIZE)
+        self.status: BoundedQueue = BoundedQueue(self.ctx, "status", STATUS_QUEUE_SIZE)
+        self.views: BoundedQueue = BoundedQueue(self.ctx, "views", max(4, 2 * len(self.cameras)))
+        self.children: dict[str, Child] = {}
+        self.http = None
+        self.publisher = None
+        self._stopping = False
+
+    # --- start ---------------------------------------------------------------
+    def start(self) -> None:
+        from fer_stream.alerts.publisher import AlertPublisher
+        from fer_stream.http.server import start_http_server
+
+        self.publisher = AlertPublisher(self.config.redis, self.config.alerts)
+        self.publisher.check_connection()  # bad credentials or TLS stop the start; a Redis merely away does not
+        self.publisher.start()
+        self.http = start_http_server(self.config.http.host, self.config.http.port, self.state, self.metrics_dir)
+        self._add(Child(INFERENCE, self._make_inference, on_death=self._inference_died))
+        for name in self.cameras:
+            self._add(Child(camera_worker_name(name), self._camera_factory(name), on_death=self._camera_died_hook(name)))
+
+    def _add(self, child: Child) -> None:
+        self.children[child.name] = child
+        self._spawn(child)
+
+    def _spawn(self, child: Child) -> None:
+        child.process = child.make()
+        child.process.start()
+        child.started_at = time.monotonic()
+        child.restart_at = None
+        self.state.set_pid(child.name, child.process.pid)
+        log.info("started %s (pid %d)", child.name, child.process.pid)
+
+    def _make_inference(self) -> BaseProcess:
+        from fer_stream.inference import worker
+
+        inference = self.config.inference
+        spec = InferenceSpec(
+            self.model_path, self.config.model.backend, inference.num_threads, inference.max_batch_size,
+            inference.max_wait_ms, self.log_level,
+        )
+        return self.ctx.Process(
+            target=worker.main, args=(spec, self.requests, self.results, self.status, os.getpid()),
+            name=INFERENCE, daemon=False,
+        )
+
+    def _camera_factory(self, name: str) -> Callable[[], BaseProcess]:
+        from fer_stream.camera import worker
+
+        spec = CameraSpec(
+            self.config.camera_settings(name), tuple(self.card.labels), self.card.input_size,
+            self.card.model_id, self.card.version, self.log_level,
+        )
+        queues = CameraQueues(self.requests, self.results[name], self.alerts, self.status, self.views)
+
+        def make() -> BaseProcess:
+            return self.ctx.Process(
+                target=worker.main, args=(spec, queues, self.view_wanted, os.getpid()),
+                name=camera_worker_name(name), daemon=False,
+            )
+
+        return make
+
+    def _inference_died(self) -> None:
+        self.state.set_model(None)
+        self._repair(self.requests, reader=True, writer=False)
+        for q in (*self.results.values(), self.status):
+            self._repair(q, reader=True, writer=True)
+
+    def _camera_died_hook(self, name: str) -> Callable[[], None]:
+        def hook() -> None:
+            self._repair(self.requests, reader=True, writer=False)
+            self._repair(self.results[name], reader=True, writer=False)
+            for q in (self.alerts, self.status, self.views):
+                self._repair(q, reader=True, writer=False)
+
+        return hook
+
+    @staticmethod
+    def _repair(q: BoundedQueue, reader: bool, writer: bool) -> None:
+        freed = q.release_stale_locks(reader=reader, writer=writer, grace_s=0.2)
+        if freed:
+            log.warning("queue %s: freed the %s lock a dead process held", q.name, "/".join(freed))
+
+    # --- run -----------------------------------------------------------------
+    def run(self, stop: threading.Event, deadline: float | None = None, on_tick: Callable[[], None] | None = None) -> None:
+        """Supervise until ``stop`` is set, ``deadline`` (monotonic) passes or every camera finished."""
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            self.tick()
+            if on_tick:
+                on_tick()
+            if self.cameras and all(self.children[camera_worker_name(c)].finished for c in self.cameras):
+                log.info("every camera finished its file")
+                break
+
+    def tick(self) -> None:
+        sentinels = [c.process.sentinel for c in self.children.values() if c.process is not None and c.restart_at is None]
+        readers = [q._queue._reader for q in (self.status, self.alerts, self.views)]  # type: ignore[attr-defined]
+        multiprocessing.connection.wait(sentinels + readers, timeout=TICK_S)
+        self._pump()
+        now = time.monotonic()
+        for child in self.children.values():
+            self._check(child, now)
+        if self.state.viewers_present():
+            self.view_wanted.set()
+        else:
+            self.view_wanted.clear()
+
+    def _pump(self) -> None:
+        for message in self.status.drain(STATUS_QUEUE_SIZE):
+            if isinstance(message, CameraStatus):
+                self.state.update_status(message)
+            elif isinstance(message, ModelStatus):
+                inference = self.children.get(INFERENCE)
+                if inference and inference.process and inference.process.pid == message.pid:
+                    self.state.set_model(message)
+        for view in self.views.drain(64):
+            if isinstance(view, CameraView):
+                self.state.update_view(view)
+        for alert in self.alerts.drain(ALERTS_QUEUE_SIZE):
+            self.publisher.submit(alert)
+            self.state.count_alert()
+
+    def _check(self, child: Child, now: float) -> None:
+        process = child.process
+        if child.finished or process is None:
+            return
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                from fer_stream.metrics import WORKER_RESTARTS
+
+                WORKER_RESTARTS.labels(worker=child.name).inc()
+                self.state.count_restart(child.name)
+                self._spawn(child)
+            return
+        if process.is_alive():
+            return
+        process.join()
+        code = process.exitcode
+        forget_dead_process(self.metrics_dir, process.pid)
+        self.state.set_pid(child.name, None)
+        child.on_death()
+        if code == 0 and child.name != INFERENCE:
+            log.info("%s finished (end of its file)", child.name)
+            child.finished = True
+            return
+        delay = child.policy.delay_after_death(now - child.started_at)
+        child.restart_at = now + delay
+        log.error("%s (pid %d) died with exit code %s; restarting in %.1f s", child.name, process.pid, code, delay)
+
+    # --- stop ----------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop everything: SIGTERM to children, wait, SIGKILL stragglers, flush alerts, stop HTTP."""
+        if self._stopping:
+            return
+        self._stopping = True
+        live = [c.process for c in self.children.values() if c.process is not None and c.process.is_alive()]
+        for process in live:
+            process.terminate()  # SIGTERM: children finish their step and leave
+        deadline = time.monotonic() + STOP_GRACE_S
+        for process in live:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in live:
+            if process.is_alive():
+                log.warning("%s did not stop within %.0f s; killing it", process.name, STOP_GRACE_S)
+                process.kill()
+                process.join(1.0)
+        self._pump_alerts_only()
+        if self.publisher is not None:
+            self.publisher.close(timeout=1.0)
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+        for q in (self.requests, *self.results.values(), self.alerts, self.status, self.views):
+            q.close()
+
+    def _pump_alerts_only(self) -> None:
+        if self.publisher is None:
+            return
+        for alert in self.alerts.drain(ALERTS_QUEUE_SIZE):
+            self.publisher.submit(alert)
