@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 #: Environment variable that, when set, replaces ``redis.url`` (deployment beats file).
 REDIS_URL_ENV = "FER_STREAM_REDIS_URL"
@@ -98,7 +98,10 @@ class RedisConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _url_from_environment(cls, data: Any) -> Any:
+    def _url_from_environment(cls, data: Any, info: ValidationInfo) -> Any:
+        # A command-line --redis beats the environment: it validates with context {"url_from_env": False}.
+        if (info.context or {}).get("url_from_env") is False:
+            return data
         env_url = os.environ.get(REDIS_URL_ENV)
         if env_url and isinstance(data, dict):
             data = {**data, "url": env_url}

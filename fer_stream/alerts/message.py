@@ -1,0 +1,99 @@
+"""The alert message: one type from the camera worker's rules, through the supervisor's queue, to Redis.
+
+``alert.schema.json`` beside this file is the public contract for subscribers;
+tests check that every message this model produces validates against it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = "alert.schema.json"
+
+
+class Box(BaseModel):
+    """Face box in frame pixels."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    x: int
+    y: int
+    w: int = Field(ge=0)
+    h: int = Field(ge=0)
+
+
+class FrameSize(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+
+
+class ModelRef(BaseModel):
+    """Which model's opinion this was: an operator can tell alerts of two model releases apart."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    id: str
+    version: str
+
+
+class Alert(BaseModel):
+    """A start or end of an episode of a watched emotion on one tracked face.
+
+    ``event_at`` of a start event is the capture time of the frame whose
+    classification completed the rule (the latency histogram measures from it).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    alert_id: str = Field(default_factory=lambda: uuid.uuid4().hex, pattern=r"^[0-9a-f]{32}$")
+    event: Literal["start", "end"]
+    camera: str
+    track_id: int = Field(ge=0)
+    emotion: str
+    peak_score: float = Field(ge=0, le=1, description="highest smoothed probability in the episode so far")
+    mean_score: float = Field(ge=0, le=1, description="mean smoothed probability over the episode's observations")
+    duration_s: float = Field(ge=0, description="event_at - started_at")
+    started_at: AwareDatetime = Field(description="capture time of the first frame at or above enter_threshold")
+    event_at: AwareDatetime
+    box: Box
+    frame: FrameSize
+    model: ModelRef
+    host: str
+
+    @field_validator("started_at", "event_at")
+    @classmethod
+    def _millisecond_utc(cls, value: datetime) -> datetime:
+        """Times are kept as they are published (UTC, milliseconds) so a message survives a round trip unchanged."""
+        return value.astimezone(timezone.utc).replace(microsecond=value.microsecond // 1000 * 1000)
+
+    @field_serializer("started_at", "event_at")
+    def _utc_iso(self, value: datetime) -> str:
+        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Alert:
+        return cls.model_validate_json(text)
+
+
+def utc_from_epoch(t: float) -> datetime:
+    return datetime.fromtimestamp(t, tz=timezone.utc)
+
+
+@cache
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema (draft 2020-12) of an alert message."""
+    return json.loads(resources.files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))

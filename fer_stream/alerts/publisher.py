@@ -1,0 +1,193 @@
+"""Delivers alerts to Redis from a bounded in-memory outbox, in order, once, whatever Redis does.
+
+``submit`` never blocks: the supervisor's loop (and so every camera) keeps
+going while Redis is down or slow. One background thread delivers the outbox
+head first; each delivery is one Lua script, atomic on the server:
+
+    SET <stream>:seen:<alert_id> NX EX ttl  ->  XADD <stream> MAXLEN ~ n * alert <json>  +  PUBLISH <channel> <json>
+
+so an alert retried after a lost reply or a reconnect is neither appended nor
+published twice. The outbox lives in memory (not across daemon restarts): an
+alert is about a face in front of a camera now, and a durable queue would
+need a disk the daemon otherwise does not.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+
+import redis
+
+from fer_stream.alerts.config import AlertsConfig, RedisConfig
+from fer_stream.alerts.connection import RedisSetupError, connect, explain, is_setup_error
+from fer_stream.alerts.message import Alert
+from fer_stream.metrics import (
+    ALERT_LATENCY_SECONDS,
+    ALERT_OUTBOX_DEPTH,
+    ALERT_OUTBOX_DROPPED,
+    ALERTS_PUBLISHED,
+    REDIS_UP,
+)
+
+log = logging.getLogger(__name__)
+
+#: KEYS: seen-key, stream. ARGV: json, ttl seconds, maxlen, channel. Returns the stream id, or false for a replay.
+DELIVER_SCRIPT = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  return false
+end
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'alert', ARGV[1])
+redis.call('PUBLISH', ARGV[4], ARGV[1])
+return id
+"""
+
+BACKOFF_FIRST_S = 0.2
+BACKOFF_MAX_S = 5.0
+
+
+class AlertPublisher:
+    """Owns the outbox and the delivery thread. Create once per daemon, in the supervisor."""
+
+    def __init__(self, redis_config: RedisConfig, alerts: AlertsConfig) -> None:
+        self.redis_config = redis_config
+        self.alerts = alerts
+        self._outbox: collections.deque[Alert] = collections.deque()
+        self._in_flight: Alert | None = None
+        self._wake = threading.Condition()
+        self._closing = False
+        self._stopped = threading.Event()  # wakes the backoff sleep on close (submit must not)
+        self._thread: threading.Thread | None = None
+        self._client: redis.Redis | None = None
+        self._deliver = None
+        self._up: bool | None = None
+        REDIS_UP.set(0)
+        ALERT_OUTBOX_DEPTH.set(0)
+
+    # --- called by the supervisor -------------------------------------------------
+
+    def check_connection(self) -> bool:
+        """At daemon start: True if Redis answers, False (with a warning) if it is merely away.
+
+        Raises RedisSetupError when the settings cannot work (wrong or missing
+        credentials, TLS failure): the daemon should stop and say so.
+        """
+        client = connect(self.redis_config)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            if is_setup_error(exc):
+                raise RedisSetupError(explain(exc, self.redis_config)) from None
+            log.warning("%s; alerts wait in the outbox (up to %d) until it answers", explain(exc, self.redis_config),
+                        self.alerts.outbox_size)
+            return False
+        finally:
+            client.close()
+        return True
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="alert-publisher", daemon=True)
+        self._thread.start()
+
+    def submit(self, alert: Alert) -> None:
+        """Queue an alert for delivery; when the outbox is full the oldest waiting alert is dropped and counted."""
+        with self._wake:
+            if len(self._outbox) >= self.alerts.outbox_size:
+                dropped = self._outbox.popleft()
+                ALERT_OUTBOX_DROPPED.inc()
+                log.warning("alert outbox full (%d): dropped %s alert %s of camera %s", self.alerts.outbox_size,
+                            dropped.event, dropped.alert_id, dropped.camera)
+            self._outbox.append(alert)
+            self._set_depth()
+            self._wake.notify()
+
+    @property
+    def depth(self) -> int:
+        """Alerts not yet delivered (waiting plus the one being tried)."""
+        with self._wake:
+            return len(self._outbox) + (self._in_flight is not None)
+
+    def close(self, timeout: float = 5.0) -> int:
+        """Deliver what can be delivered within ``timeout`` seconds, then stop. Returns how many were left."""
+        deadline = time.monotonic() + timeout
+        with self._wake:
+            while (self._outbox or self._in_flight) and self._thread and self._thread.is_alive():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wake.wait(min(remaining, 0.1))
+            self._closing = True
+            self._stopped.set()
+            self._wake.notify_all()
+            left = len(self._outbox) + (self._in_flight is not None)
+        if self._thread is not None:
+            self._thread.join(timeout=max(deadline - time.monotonic(), 0) + self.redis_config.socket_timeout_s)
+        if left:
+            log.warning("alert publisher stopped with %d alert(s) undelivered", left)
+        return left
+
+    # --- the delivery thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = BACKOFF_FIRST_S
+        while True:
+            with self._wake:
+                while not self._outbox and self._in_flight is None and not self._closing:
+                    self._wake.wait(1.0)
+                if self._closing:
+                    return
+                if self._in_flight is None:
+                    self._in_flight = self._outbox.popleft()
+                alert = self._in_flight
+            try:
+                self._publish(alert)
+            except redis.RedisError as exc:
+                self._mark_down(exc)
+                self._stopped.wait(backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
+            backoff = BACKOFF_FIRST_S
+            with self._wake:
+                self._in_flight = None
+                self._set_depth()
+                self._wake.notify_all()
+
+    def _publish(self, alert: Alert) -> None:
+        if self._client is None:
+            self._client = connect(self.redis_config)
+            self._deliver = self._client.register_script(DELIVER_SCRIPT)
+        stream = self.alerts.stream
+        stream_id = self._deliver(
+            keys=[f"{stream}:seen:{alert.alert_id}", stream],
+            args=[alert.to_json(), self.alerts.dedupe_ttl_s, self.alerts.stream_maxlen, self.alerts.channel],
+        )
+        self._mark_up()
+        if stream_id is None:
+            log.info("alert %s was already delivered (retry after a lost reply); not added again", alert.alert_id)
+            return
+        ALERTS_PUBLISHED.labels(camera=alert.camera, emotion=alert.emotion, event=alert.event).inc()
+        if alert.event == "start":
+            ALERT_LATENCY_SECONDS.observe(max(time.time() - alert.event_at.timestamp(), 0.0))
+
+    def _mark_up(self) -> None:
+        if self._up is not True:
+            log.info("connected to %s; delivering alerts", self.redis_config.redacted_url())
+            self._up = True
+            REDIS_UP.set(1)
+
+    def _mark_down(self, exc: redis.RedisError) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+        if self._up is not False:
+            level = logging.ERROR if is_setup_error(exc) else logging.WARNING
+            log.log(level, "%s; %d alert(s) wait in the outbox, retrying with backoff", explain(exc, self.redis_config),
+                    self.depth)
+            self._up = False
+            REDIS_UP.set(0)
+
+    def _set_depth(self) -> None:
+        ALERT_OUTBOX_DEPTH.set(len(self._outbox) + (self._in_flight is not None))

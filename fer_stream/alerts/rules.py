@@ -1,0 +1,212 @@
+"""Per-camera alert rules: smoothed expression per tracked face -> start/end events of episodes.
+
+Pure and synchronous: the camera worker calls :meth:`AlertTracker.observe` with
+every classification result and hands the returned alerts to the supervisor.
+Everything is driven by the frames' capture times, so a slow or bursty pipeline
+does not change what counts as "sustained".
+
+Per (track, watched emotion) the state is: idle -> candidate (smoothed score
+>= enter_threshold; start time and observations counted) -> episode (a start
+event was emitted once the candidate lasted min_duration_s with
+min_observations and no cooldown applied) -> idle (an end event when the score
+falls below release_threshold or the track is lost; cooldown begins).
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fer_stream.alerts.config import AlertRules
+from fer_stream.alerts.message import Alert, Box, FrameSize, ModelRef, utc_from_epoch
+
+#: A track not observed for this long is dropped (with end events) even if forget() never came.
+STALE_TRACK_S = 60.0
+#: How often (frame time) stale tracks and expired cooldowns are swept.
+SWEEP_EVERY_S = 5.0
+
+
+@dataclass(slots=True)
+class _Run:
+    """Observations of one emotion on one track since its smoothed score reached enter_threshold."""
+
+    since: float
+    n: int = 0
+    peak: float = 0.0
+    total: float = 0.0
+    started: bool = False
+
+    def add(self, score: float) -> None:
+        self.n += 1
+        self.peak = max(self.peak, score)
+        self.total += score
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n
+
+
+@dataclass(slots=True)
+class _Track:
+    smoothed: np.ndarray
+    last_t: float
+    box: tuple[int, int, int, int]
+    frame_size: tuple[int, int]
+    runs: dict[int, _Run] = field(default_factory=dict)
+
+
+class AlertTracker:
+    """The alert rules of one camera. Not thread-safe: one per camera worker."""
+
+    def __init__(
+        self,
+        rules: AlertRules,
+        camera: str,
+        labels: list[str],
+        model_id: str,
+        model_version: str,
+        host: str | None = None,
+        max_tracks: int = 256,
+    ) -> None:
+        unknown = [name for name in rules.watched if name not in labels]
+        if unknown:
+            raise ValueError(
+                f"camera {camera!r}: alert_rules.watched names {unknown}, which the model does not have; "
+                f"its labels are {list(labels)}"
+            )
+        self.rules = rules
+        self.camera = camera
+        self.labels = list(labels)
+        self._watched = [self.labels.index(name) for name in rules.watched]
+        self._model = ModelRef(id=model_id, version=model_version)
+        self._host = host or socket.gethostname()
+        self._max_tracks = max_tracks
+        self._tracks: dict[int, _Track] = {}
+        self._cooldown_until: dict[tuple[int, int], float] = {}
+        self._next_sweep = -math.inf
+
+    def observe(
+        self,
+        track_id: int,
+        probs: np.ndarray,
+        t: float,
+        box: tuple[int, int, int, int],
+        frame_size: tuple[int, int],
+    ) -> list[Alert]:
+        """Feed one classification (``t``: capture time, epoch seconds; ``box``: x, y, w, h; ``frame_size``: w, h).
+
+        Returns the alerts it caused: usually none, a start or an end of this
+        track, and, rarely, ends of other tracks dropped as stale or over the cap.
+        """
+        probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+        if probs.shape[0] != len(self.labels):
+            raise ValueError(f"camera {self.camera!r}: {probs.shape[0]} probabilities for {len(self.labels)} labels")
+        alerts = self._sweep(t, keep=track_id)
+        track = self._tracks.get(track_id)
+        if track is None:
+            track = _Track(smoothed=probs.copy(), last_t=t, box=box, frame_size=frame_size)
+            self._tracks[track_id] = track
+            alerts += self._enforce_cap(keep=track_id)
+        else:
+            dt = max(t - track.last_t, 0.0)
+            alpha = 1.0 - 0.5 ** (dt / self.rules.smoothing_half_life_s)
+            track.smoothed += alpha * (probs - track.smoothed)
+            track.last_t, track.box, track.frame_size = t, box, frame_size
+        for index in self._watched:
+            alert = self._step(track_id, track, index, float(track.smoothed[index]), t)
+            if alert is not None:
+                alerts.append(alert)
+        return alerts
+
+    def forget(self, track_id: int, t: float) -> list[Alert]:
+        """The tracker lost this face: end its open episodes (at the last time it was seen) and drop it."""
+        track = self._tracks.pop(track_id, None)
+        self._prune_cooldowns(t)
+        if track is None:
+            return []
+        return [
+            self._end(track_id, track, index, run, track.last_t) for index, run in track.runs.items() if run.started
+        ]
+
+    def is_alerting(self, track_id: int) -> bool:
+        """Whether the track is inside an episode (for the live view)."""
+        track = self._tracks.get(track_id)
+        return track is not None and any(run.started for run in track.runs.values())
+
+    @property
+    def track_count(self) -> int:
+        return len(self._tracks)
+
+    # --- the state machine -------------------------------------------------------
+
+    def _step(self, track_id: int, track: _Track, index: int, score: float, t: float) -> Alert | None:
+        rules = self.rules
+        run = track.runs.get(index)
+        if run is not None and run.started:
+            if score < rules.release_threshold:
+                del track.runs[index]
+                return self._end(track_id, track, index, run, t)
+            run.add(score)
+            return None
+        if score < rules.enter_threshold:
+            track.runs.pop(index, None)
+            return None
+        if run is None:
+            run = track.runs[index] = _Run(since=t)
+        run.add(score)
+        sustained = t - run.since >= rules.min_duration_s and run.n >= rules.min_observations
+        if sustained and t >= self._cooldown_until.get((track_id, index), -math.inf):
+            run.started = True
+            return self._alert("start", track_id, track, index, run, t)
+        return None
+
+    def _end(self, track_id: int, track: _Track, index: int, run: _Run, t: float) -> Alert:
+        self._cooldown_until[(track_id, index)] = t + self.rules.cooldown_s
+        return self._alert("end", track_id, track, index, run, t)
+
+    def _alert(self, event: str, track_id: int, track: _Track, index: int, run: _Run, t: float) -> Alert:
+        x, y, w, h = (int(v) for v in track.box)
+        return Alert(
+            event=event,
+            camera=self.camera,
+            track_id=track_id,
+            emotion=self.labels[index],
+            peak_score=min(max(run.peak, 0.0), 1.0),
+            mean_score=min(max(run.mean, 0.0), 1.0),
+            duration_s=max(t - run.since, 0.0),
+            started_at=utc_from_epoch(run.since),
+            event_at=utc_from_epoch(max(t, run.since)),
+            box=Box(x=x, y=y, w=w, h=h),
+            frame=FrameSize(width=int(track.frame_size[0]), height=int(track.frame_size[1])),
+            model=self._model,
+            host=self._host,
+        )
+
+    # --- bounded memory ----------------------------------------------------------
+
+    def _sweep(self, t: float, keep: int) -> list[Alert]:
+        """Drop tracks the caller never forgot and expired cooldowns, every SWEEP_EVERY_S of frame time."""
+        if t < self._next_sweep:
+            return []
+        self._next_sweep = t + SWEEP_EVERY_S
+        stale = [tid for tid, track in self._tracks.items() if tid != keep and t - track.last_t > STALE_TRACK_S]
+        alerts: list[Alert] = []
+        for tid in stale:
+            alerts += self.forget(tid, t)
+        self._prune_cooldowns(t)
+        return alerts
+
+    def _enforce_cap(self, keep: int) -> list[Alert]:
+        alerts: list[Alert] = []
+        while len(self._tracks) > self._max_tracks:
+            oldest = min((tid for tid in self._tracks if tid != keep), key=lambda tid: self._tracks[tid].last_t)
+            alerts += self.forget(oldest, self._tracks[oldest].last_t)
+        return alerts
+
+    def _prune_cooldowns(self, t: float) -> None:
+        expired = [key for key, until in self._cooldown_until.items() if until <= t]
+        for key in expired:
+            del self._cooldown_until[key]

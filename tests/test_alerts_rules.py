@@ -1,0 +1,177 @@
+"""The alert rules on synthetic probability sequences: one start per episode, no storms, hysteresis, cooldown."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fer_stream.alerts.config import AlertRules, AlertRulesOverride
+from fer_stream.alerts.rules import STALE_TRACK_S, AlertTracker
+
+LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+T0 = 1_790_000_000.0  # a wall-clock epoch, as the camera worker passes
+BOX = (10, 20, 50, 60)
+FRAME = (640, 360)
+
+
+def probs(**scores: float) -> np.ndarray:
+    """A probability vector with the given classes and the rest spread evenly."""
+    rest = (1.0 - sum(scores.values())) / (len(LABELS) - len(scores))
+    return np.array([scores.get(label, rest) for label in LABELS])
+
+
+def feed(tracker: AlertTracker, track_id: int, vector: np.ndarray, start: float, seconds: float, fps: float = 10):
+    """Observe the same vector at ``fps`` for ``seconds``; return (alerts, time after the last frame)."""
+    alerts = []
+    n = int(round(seconds * fps))
+    for i in range(n):
+        alerts += tracker.observe(track_id, vector, start + i / fps, BOX, FRAME)
+    return alerts, start + n / fps
+
+
+def tracker(**rules) -> AlertTracker:
+    return AlertTracker(AlertRules(**rules), "door", LABELS, "fer-mobilenet", "2026.11.24", host="testhost")
+
+
+def test_sustained_angry_gives_exactly_one_start_at_min_duration():
+    rules = tracker()
+    alerts, _ = feed(rules, 1, probs(angry=0.8), T0, 30)
+    assert [a.event for a in alerts] == ["start"]
+    start = alerts[0]
+    assert start.emotion == "angry" and start.camera == "door" and start.track_id == 1
+    assert start.duration_s == pytest.approx(2.0, abs=0.11)
+    assert start.started_at.timestamp() == pytest.approx(T0, abs=1e-3)
+    assert start.box.model_dump() == {"x": 10, "y": 20, "w": 50, "h": 60}
+    assert start.frame.width == 640 and start.model.id == "fer-mobilenet" and start.host == "testhost"
+    assert rules.is_alerting(1)
+
+
+def test_brief_spike_gives_nothing():
+    rules = tracker()
+    alerts, t = feed(rules, 1, probs(neutral=0.8), T0, 3)
+    alerts += feed(rules, 1, probs(angry=0.95), t, 0.5)[0]  # half a second of anger
+    alerts += feed(rules, 1, probs(neutral=0.8), t + 0.5, 10)[0]
+    assert alerts == []
+
+
+def test_first_frame_spike_decays_before_min_duration():
+    rules = tracker()
+    alerts, t = feed(rules, 1, probs(angry=0.95), T0, 0.1)  # the track starts on a noisy frame
+    alerts += feed(rules, 1, probs(neutral=0.8), t, 10)[0]
+    assert alerts == []
+
+
+def test_min_observations_holds_back_a_slow_stream():
+    rules = tracker(min_duration_s=1.0, min_observations=5)
+    alerts, t = feed(rules, 1, probs(angry=0.9), T0, 3, fps=1)  # 3 frames over 3 s
+    assert alerts == []
+    alerts, _ = feed(rules, 1, probs(angry=0.9), t, 2, fps=1)
+    assert [a.event for a in alerts] == ["start"]
+
+
+def test_hysteresis_keeps_episode_between_release_and_enter_then_ends_below_release():
+    rules = tracker(enter_threshold=0.6, release_threshold=0.4, smoothing_half_life_s=0.05)
+    alerts, t = feed(rules, 1, probs(angry=0.8), T0, 3)
+    assert [a.event for a in alerts] == ["start"]
+    between, t = feed(rules, 1, probs(angry=0.5, neutral=0.3), t, 5)  # below enter, above release
+    assert between == []
+    ended, _ = feed(rules, 1, probs(angry=0.1, neutral=0.7), t, 1)
+    assert [a.event for a in ended] == ["end"]
+    end = ended[0]
+    assert end.alert_id != alerts[0].alert_id
+    assert end.duration_s == pytest.approx(8.0, abs=0.2)
+    assert end.peak_score == pytest.approx(0.8, abs=0.01)
+    assert 0.5 <= end.mean_score < end.peak_score
+    assert not rules.is_alerting(1)
+
+
+def test_flicker_around_enter_threshold_is_one_episode():
+    rules = tracker(enter_threshold=0.6, release_threshold=0.4, smoothing_half_life_s=0.05)
+    alerts, t = feed(rules, 1, probs(angry=0.75), T0, 3)
+    for _ in range(10):  # then alternates above and just below enter for 10 s
+        alerts += feed(rules, 1, probs(angry=0.75), t, 0.5)[0]
+        alerts += feed(rules, 1, probs(angry=0.55), t + 0.5, 0.5)[0]
+        t += 1.0
+    assert [a.event for a in alerts] == ["start"]
+
+
+def test_cooldown_blocks_a_new_episode_on_the_same_track_and_emotion():
+    rules = tracker(cooldown_s=20, smoothing_half_life_s=0.05)
+    calm, angry = probs(neutral=0.8), probs(angry=0.8)
+    events, t = [], T0
+    for _ in range(3):  # three 4 s bursts of anger 5 s apart: only the first becomes an episode
+        alerts, t = feed(rules, 1, angry, t, 4)
+        events += alerts
+        alerts, t = feed(rules, 1, calm, t, 1)
+        events += alerts
+    assert [a.event for a in events] == ["start", "end"]
+    other_track = feed(rules, 2, angry, t, 3)[0]  # another face is not under this track's cooldown
+    assert [a.event for a in other_track] == ["start"]
+    later = feed(rules, 1, angry, t + 30, 3)[0]  # after the cooldown the same track can alert again
+    assert [a.event for a in later] == ["start"]
+
+
+def test_angry_and_fear_are_separate_episodes():
+    rules = tracker()
+    alerts, _ = feed(rules, 1, probs(angry=0.45, fear=0.45), T0, 5)
+    assert sorted((a.emotion, a.event) for a in alerts) == []  # both below enter 0.5
+    alerts, _ = feed(rules, 3, probs(angry=0.5, fear=0.5), T0, 5)
+    assert sorted((a.emotion, a.event) for a in alerts) == [("angry", "start"), ("fear", "start")]
+
+
+def test_unwatched_emotion_never_alerts():
+    alerts, _ = feed(tracker(), 1, probs(happy=0.95), T0, 10)
+    assert alerts == []
+
+
+def test_forget_ends_an_open_episode_at_the_last_sighting():
+    rules = tracker()
+    alerts, t = feed(rules, 7, probs(fear=0.9), T0, 4)
+    assert [a.event for a in alerts] == ["start"]
+    ended = rules.forget(7, t + 2.0)
+    assert [(a.event, a.emotion, a.track_id) for a in ended] == [("end", "fear", 7)]
+    assert ended[0].event_at.timestamp() == pytest.approx(t - 0.1, abs=1e-3)
+    assert rules.track_count == 0 and rules.forget(7, t + 3) == []
+
+
+def test_forget_without_episode_is_silent():
+    rules = tracker()
+    feed(rules, 1, probs(angry=0.9), T0, 1)  # candidate only, never started
+    assert rules.forget(1, T0 + 1) == []
+
+
+def test_memory_is_bounded_by_the_track_cap_and_stale_tracks():
+    rules = AlertTracker(AlertRules(), "door", LABELS, "m", "1", max_tracks=8)
+    for track_id in range(100):
+        rules.observe(track_id, probs(neutral=0.8), T0 + track_id * 0.01, BOX, FRAME)
+    assert rules.track_count == 8
+    rules.observe(1000, probs(neutral=0.8), T0 + STALE_TRACK_S + 10, BOX, FRAME)
+    assert rules.track_count == 1
+
+
+def test_stale_track_in_an_episode_is_ended():
+    rules = tracker()
+    alerts, t = feed(rules, 1, probs(angry=0.9), T0, 3)
+    assert [a.event for a in alerts] == ["start"]
+    later = rules.observe(2, probs(neutral=0.8), t + STALE_TRACK_S + 10, BOX, FRAME)
+    assert [(a.event, a.track_id) for a in later] == [("end", 1)]
+
+
+def test_per_camera_override_changes_only_what_it_names():
+    base = AlertRules(cooldown_s=30)
+    merged = base.merged(AlertRulesOverride(watched=["Fear"], enter_threshold=0.7))
+    assert merged.watched == ["fear"] and merged.enter_threshold == 0.7
+    assert merged.cooldown_s == 30 and merged.release_threshold == base.release_threshold
+    assert base.merged(None) is base
+    only_fear = AlertTracker(merged, "door", LABELS, "m", "1")
+    assert feed(only_fear, 1, probs(angry=0.9), T0, 5)[0] == []
+
+
+def test_watched_emotion_unknown_to_the_model_is_refused():
+    with pytest.raises(ValueError, match=r"camera 'door'.*\['rage'\].*labels are"):
+        AlertTracker(AlertRules(watched=["angry", "rage"]), "door", LABELS, "m", "1")
+
+
+def test_wrong_probability_length_is_refused():
+    with pytest.raises(ValueError, match="3 probabilities for 7 labels"):
+        tracker().observe(1, np.array([0.2, 0.3, 0.5]), T0, BOX, FRAME)
