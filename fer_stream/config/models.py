@@ -1,0 +1,292 @@
+"""The camera YAML as pydantic models, one class per section, unknown keys refused.
+
+Relative paths (file cameras, model files, caches) are resolved against the
+directory of the YAML file, passed as validation context ``{"base_dir": Path}``
+by the loader, so a config works from any working directory.
+
+A camera's effective settings are the global sections with the camera's own
+overrides applied, validated again as a whole: :meth:`FerStreamConfig.camera_settings`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from fer_stream.alerts.config import AlertRules, AlertRulesOverride, AlertsConfig, RedisConfig, redact_url
+
+CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SOURCE_FORMS = "an rtsp:// or rtsps:// URL, a USB device index (0, 1, ...), /dev/videoN, or a video file path"
+DEFAULT_CACHE_DIR = Path("~/.cache/fer-stream").expanduser()
+SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
+def _resolve(path: Path, info: ValidationInfo) -> Path:
+    """Expand ``~`` and anchor a relative path at the YAML file's directory (or leave it as given)."""
+    path = path.expanduser()
+    base = (info.context or {}).get("base_dir")
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    return path
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DetectorSettings(_Section):
+    """Face detection: YuNet (ONNX via cv2.FaceDetectorYN) or OpenCV's bundled Haar cascade."""
+
+    backend: Literal["auto", "yunet", "haar"] = Field(
+        "auto", description="auto = YuNet when model_path or model_url is set, the Haar cascade otherwise"
+    )
+    model_path: Path | None = Field(None, description="YuNet ONNX file")
+    model_url: str | None = Field(None, description="where to download the YuNet ONNX once (needs model_sha256)")
+    model_sha256: str | None = Field(None, description="expected sha256 of the ONNX file (checked for a path too)")
+    cache_dir: Path = Field(DEFAULT_CACHE_DIR, description="where a downloaded model is kept")
+    score_threshold: float = Field(0.7, gt=0, le=1, description="YuNet confidence below which a face is dropped")
+    nms_threshold: float = Field(0.3, gt=0, le=1, description="YuNet non-maximum suppression IoU")
+    min_face_size: int = Field(24, ge=1, description="faces smaller than this many pixels (full frame) are ignored")
+    detect_width: int | None = Field(
+        640, ge=32, description="frames wider than this are downscaled for detection; null = full resolution"
+    )
+
+    @field_validator("model_path", "cache_dir")
+    @classmethod
+    def _anchor(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return None if path is None else _resolve(path, info)
+
+    @field_validator("model_sha256")
+    @classmethod
+    def _hex_digest(cls, digest: str | None) -> str | None:
+        if digest is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+            raise ValueError("expected 64 hex digits (the output of `sha256sum FILE`)")
+        return None if digest is None else digest.lower()
+
+    @model_validator(mode="after")
+    def _yunet_needs_a_model(self) -> Self:
+        if self.model_url and not self.model_sha256:
+            raise ValueError("model_url needs model_sha256, so a download is verified before it is used")
+        if self.backend == "yunet" and not (self.model_path or self.model_url):
+            raise ValueError("backend yunet needs model_path or model_url (or use backend: haar / auto)")
+        return self
+
+
+class DetectorOverride(_Section):
+    """A camera's ``detector:``: any subset of :class:`DetectorSettings`."""
+
+    backend: Literal["auto", "yunet", "haar"] | None = None
+    model_path: Path | None = None
+    model_url: str | None = None
+    model_sha256: str | None = None
+    cache_dir: Path | None = None
+    score_threshold: float | None = Field(None, gt=0, le=1)
+    nms_threshold: float | None = Field(None, gt=0, le=1)
+    min_face_size: int | None = Field(None, ge=1)
+
+    @field_validator("model_path", "cache_dir")
+    @classmethod
+    def _anchor(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return None if path is None else _resolve(path, info)
+
+
+class ModelSettings(_Section):
+    """The expression classifier."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    path: Path | None = Field(None, description="exported .tflite or .keras with its .card.json; null = shipped model")
+    backend: Literal["auto", "litert", "tensorflow"] = Field(
+        "auto", description="auto = TensorFlow when a GPU is visible, LiteRT otherwise"
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _anchor(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return None if path is None else _resolve(path, info)
+
+
+class InferenceSettings(_Section):
+    """The shared inference worker's dynamic batching and queues."""
+
+    max_batch_size: int = Field(32, ge=1, le=1024, description="a batch is run as soon as it has this many faces")
+    max_wait_ms: float = Field(10.0, ge=0, description="... or when its oldest face has waited this long")
+    request_queue_size: int = Field(256, ge=1, description="faces waiting for the inference worker (oldest dropped)")
+    result_queue_size: int = Field(256, ge=1, description="results waiting per camera (oldest dropped)")
+    num_threads: int | None = Field(None, ge=1, description="LiteRT CPU threads; null = library default")
+
+
+class TrackingSettings(_Section):
+    """IoU face tracking."""
+
+    iou_threshold: float = Field(0.3, gt=0, le=1, description="a detection continues a track when IoU >= this")
+    max_missed_s: float = Field(1.0, gt=0, description="a track not seen for this long ends")
+    min_hits: int = Field(2, ge=1, description="detections before a track is reported (filters one-frame false faces)")
+
+
+class TrackingOverride(_Section):
+    iou_threshold: float | None = Field(None, gt=0, le=1)
+    max_missed_s: float | None = Field(None, gt=0)
+    min_hits: int | None = Field(None, ge=1)
+
+
+class HttpSettings(_Section):
+    """The daemon's HTTP server: /metrics, /healthz, /readyz and the live view."""
+
+    host: str = Field("127.0.0.1", description="bind address; 0.0.0.0 exposes it on every interface")
+    port: int = Field(9090, ge=0, le=65535, description="0 = pick a free port")
+
+
+class CameraConfig(_Section):
+    """One camera. Its ``source`` may carry credentials, so repr/str show it redacted."""
+
+    name: str = Field(description="unique; used in metric labels and process names ([A-Za-z0-9_-], max 64)")
+    source: int | str = Field(description=SOURCE_FORMS)
+    enabled: bool = True
+    fps: float = Field(10.0, gt=0, le=240, description="frames per second run through detection")
+    loop: bool = Field(False, description="file sources: start again at the end instead of finishing")
+    realtime: bool = Field(True, description="file sources: pace reading to the file's own fps, like a live camera")
+    detect_width: int | None = Field(None, ge=32, description="overrides detector.detect_width for this camera")
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout_s: float = Field(10.0, gt=0, description="give up opening the stream after this long")
+    stall_timeout_s: float = Field(5.0, gt=0, description="no frame for this long = stream stalled, reconnect")
+    reconnect_initial_s: float = Field(0.5, gt=0, description="first reconnect delay; doubles on each failure")
+    reconnect_max_s: float = Field(30.0, gt=0, description="reconnect delay cap (jitter is applied below it)")
+    detector: DetectorOverride | None = None
+    tracking: TrackingOverride | None = None
+    alert_rules: AlertRulesOverride | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not CAMERA_NAME.match(name):
+            raise ValueError("expected 1-64 characters from A-Z a-z 0-9 _ - (it becomes a metric label)")
+        return name
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source_form(cls, source: Any, info: ValidationInfo) -> Any:
+        if isinstance(source, bool) or not isinstance(source, (int, str)):
+            raise ValueError(f"expected {SOURCE_FORMS}")
+        if isinstance(source, int):
+            if source < 0:
+                raise ValueError("a USB device index is 0 or more")
+            return source
+        source = source.strip()
+        if not source:
+            raise ValueError(f"empty; expected {SOURCE_FORMS}")
+        if source.isdigit():
+            return int(source)
+        scheme = source.split("://", 1)[0].lower() if "://" in source else ""
+        if scheme in ("rtsp", "rtsps"):
+            return source
+        if scheme:
+            raise ValueError(f"scheme {scheme}:// is not supported; expected {SOURCE_FORMS}")
+        if source.startswith("/dev/"):
+            return source
+        path = _resolve(Path(source), info)
+        if not path.is_file():
+            raise ValueError(f"no such video file: {path}")
+        return str(path)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> Self:
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
+        return self
+
+    @property
+    def kind(self) -> Literal["rtsp", "usb", "file"]:
+        if isinstance(self.source, int) or self.source.startswith("/dev/"):
+            return "usb"
+        return "rtsp" if "://" in self.source else "file"
+
+    @property
+    def redacted_source(self) -> str:
+        return redact_url(self.source) if isinstance(self.source, str) else str(self.source)
+
+    def __repr_args__(self):
+        for key, value in super().__repr_args__():
+            yield key, (self.redacted_source if key == "source" else value)
+
+
+class CameraSettings(BaseModel):
+    """Everything one camera worker needs: its camera and the global sections with its overrides applied."""
+
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
+
+    camera: CameraConfig
+    detector: DetectorSettings
+    tracking: TrackingSettings
+    alert_rules: AlertRules
+
+
+class FerStreamConfig(_Section):
+    """The whole camera YAML."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    cameras: list[CameraConfig] = Field(min_length=1)
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_names(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        first: dict[str, int] = {}
+        for index, camera in enumerate(cameras):
+            if camera.name in first:
+                raise ValueError(
+                    f"camera names must be unique: {camera.name!r} is used by cameras[{first[camera.name]}] and cameras[{index}]"
+                )
+            first[camera.name] = index
+        return cameras
+
+    @model_validator(mode="after")
+    def _overrides_are_valid(self) -> Self:
+        """Merge every camera's overrides now, so a bad combination fails at load, not in a worker."""
+        for camera in self.cameras:
+            try:
+                self.camera_settings(camera.name)
+            except ValueError as exc:
+                raise ValueError(f"camera {camera.name!r}: its overrides do not combine with the global settings: {exc}") from None
+        return self
+
+    @property
+    def enabled_cameras(self) -> list[CameraConfig]:
+        return [camera for camera in self.cameras if camera.enabled]
+
+    def camera(self, name: str) -> CameraConfig:
+        for camera in self.cameras:
+            if camera.name == name:
+                return camera
+        raise KeyError(f"no camera named {name!r}; configured: {', '.join(c.name for c in self.cameras)}")
+
+    def camera_settings(self, name: str) -> CameraSettings:
+        """The effective settings of one camera: global sections, then the camera's overrides."""
+        camera = self.camera(name)
+        detector = _merged(self.detector, camera.detector)
+        if camera.detect_width is not None:
+            detector = detector.model_copy(update={"detect_width": camera.detect_width})
+        return CameraSettings(
+            camera=camera,
+            detector=detector,
+            tracking=_merged(self.tracking, camera.tracking),
+            alert_rules=self.alerts.rules.merged(camera.alert_rules),
+        )
+
+
+def _merged(base: SectionT, override: BaseModel | None) -> SectionT:
+    if override is None:
+        return base
+    values = {**base.model_dump(), **override.model_dump(exclude_unset=True, exclude_none=True)}
+    # Paths in both were already anchored at the YAML's directory; no context needed.
+    return type(base).model_validate(values)

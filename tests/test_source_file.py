@@ -1,0 +1,106 @@
+"""FrameSource on video files and its reconnect backoff: pacing, newest-frame semantics, counting."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+from prometheus_client import REGISTRY
+
+from fer_stream.camera import FrameSource, SourceState
+from fer_stream.camera.backoff import Backoff
+from fer_stream.config.models import CameraConfig
+
+
+def metric(name: str, camera: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, {"camera": camera, **labels}) or 0.0
+
+
+def frame_count(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+def wait_for(predicate, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_file_is_paced_like_a_live_camera_and_every_frame_is_counted(media_dir: Path):
+    path = media_dir / "smiling_woman_phone.mp4"  # 4.7 s at 25 fps
+    camera = CameraConfig(name="paced-file", source=str(path))
+    started = time.monotonic()
+    taken = 0
+    with FrameSource(camera) as source:
+        while source.state is not SourceState.FINISHED:
+            if source.latest(timeout=1.0) is not None:
+                taken += 1
+                time.sleep(0.1)  # a consumer slower than the camera
+        taken += source.latest(timeout=0) is not None  # a finished source still hands out its last frame
+        elapsed = time.monotonic() - started
+    read = metric("fer_camera_frames_read_total", "paced-file")
+    stale = metric("fer_camera_frames_skipped_total", "paced-file", reason="stale")
+    assert read == frame_count(path)
+    assert elapsed >= 4.0, "a realtime file must take about its own duration, not decode as fast as possible"
+    assert 0 < taken < read
+    assert taken + stale == read, "every decoded frame is either handed out or counted as stale"
+    assert metric("fer_camera_up", "paced-file") == 0, "a finished file is not up"
+
+
+def test_latest_returns_only_the_newest_frame_and_never_the_same_one_twice(media_dir: Path):
+    camera = CameraConfig(name="newest", source=str(media_dir / "smiling_woman_phone.mp4"), realtime=False)
+    with FrameSource(camera) as source:
+        assert wait_for(lambda: source.state is SourceState.FINISHED)
+        frame = source.latest(timeout=1.0)
+        assert frame is not None and frame.image.ndim == 3
+        read = metric("fer_camera_frames_read_total", "newest")
+        assert frame.frame_id == read, "after the end, the one frame left is the last decoded"
+        assert metric("fer_camera_frames_skipped_total", "newest", reason="stale") == read - 1
+        assert frame.captured_monotonic <= time.monotonic() and abs(frame.captured_at - time.time()) < 60
+        assert source.latest(timeout=0.2) is None
+
+
+def test_looped_file_starts_again_instead_of_finishing(media_dir: Path):
+    path = media_dir / "smiling_woman_phone.mp4"
+    camera = CameraConfig(name="looped", source=str(path), loop=True, realtime=False)
+    with FrameSource(camera) as source:
+        assert wait_for(lambda: metric("fer_camera_frames_read_total", "looped") > 2 * frame_count(path), timeout=60)
+        assert source.state is SourceState.UP
+        assert metric("fer_camera_reconnects_total", "looped") == 0, "looping is not a reconnect"
+
+
+def test_unreadable_file_is_down_with_backoff_not_an_exception(tmp_path: Path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00not a video" * 1000)
+    camera = CameraConfig(name="broken-file", source=str(broken), reconnect_initial_s=0.1, reconnect_max_s=0.2)
+    with FrameSource(camera) as source:
+        assert wait_for(lambda: metric("fer_camera_reconnects_total", "broken-file") >= 2)
+        assert source.state is SourceState.DOWN
+        assert source.latest(timeout=0.1) is None
+
+
+def test_backoff_doubles_up_to_the_cap_with_jitter_below_each_step():
+    backoff = Backoff(0.5, 4.0, jitter=0.5, rng=random.Random(7))
+    delays = [backoff.next() for _ in range(6)]
+    ceilings = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    for delay, ceiling in zip(delays, ceilings):
+        assert ceiling * 0.5 <= delay <= ceiling
+    assert len(set(delays)) == len(delays), "jitter spreads retries"
+    backoff.reset()
+    assert backoff.next() <= 0.5
+
+
+def test_backoff_refuses_an_inverted_range():
+    with pytest.raises(ValueError, match="initial_s <= maximum_s"):
+        Backoff(5.0, 1.0)
