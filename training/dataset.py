@@ -169,11 +169,12 @@ def split_validation(targets: np.ndarray, fraction: float, seed: int,
 
 def cap_per_class(targets: np.ndarray, cap: int, seed: int) -> np.ndarray:
     """Indices with exactly ``cap`` per class: undersample big classes, oversample
-    (with replacement) small ones. Apply to training indices only."""
+    small ones (every image as often as possible, the remainder drawn without
+    replacement, so none is left out). Apply to training indices only."""
     rng = np.random.default_rng(seed)
     chosen = []
     for cls in np.unique(targets):
         members = np.flatnonzero(targets == cls)
-        replace = len(members) < cap
-        chosen.append(rng.choice(members, size=cap, replace=replace))
+        repeats, remainder = divmod(cap, len(members))
+        chosen.append(np.concatenate([np.tile(members, repeats), rng.choice(members, size=remainder, replace=False)]))
     return np.sort(np.concatenate(chosen))
