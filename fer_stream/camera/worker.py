@@ -39,6 +39,7 @@ class CameraSpec:
     input_size: int
     model_id: str
     model_version: str
+    alerts_enabled: bool = True
     log_level: str = "INFO"
 
     @property
@@ -102,7 +103,10 @@ class CameraLoop:
         self.source = FrameSource(settings.camera, start=False)
         self.detector = create_detector(settings.detector)
         self.tracker = IouTracker(settings.tracking)
-        self.rules = AlertTracker(settings.alert_rules, spec.name, list(spec.labels), spec.model_id, spec.model_version)
+        self.rules = (
+            AlertTracker(settings.alert_rules, spec.name, list(spec.labels), spec.model_id, spec.model_version)
+            if spec.alerts_enabled else None
+        )
         self.tracks: dict[int, TrackState] = {}
         self.frame_size = (0, 0)
         self.finished = False
@@ -174,8 +178,9 @@ class CameraLoop:
             )
         for track in update.ended:
             self.tracks.pop(track.track_id, None)
-            for alert in self.rules.forget(track.track_id, frame.captured_at):
-                self.queues.alerts.put(alert)
+            if self.rules is not None:
+                for alert in self.rules.forget(track.track_id, frame.captured_at):
+                    self.queues.alerts.put(alert)
         self.m_tracks.set(len(update.active))
         self.maybe_send_view(image)
 
@@ -191,6 +196,8 @@ class CameraLoop:
             if state is None:
                 continue  # the track ended while its face was in flight
             state.emotion, state.score = emotion, float(result.probabilities[top])
+            if self.rules is None:
+                continue
             alerts = self.rules.observe(result.track_id, result.probabilities, result.captured_at, state.box, self.frame_size)
             for alert in alerts:
                 (state.alerting.add if alert.event == "start" else state.alerting.discard)(alert.emotion)

@@ -35,6 +35,8 @@ INFERENCE = "inference"
 STOP_GRACE_S = 3.0
 #: Supervisor loop tick: bounds how late a death, a restart or a stop is handled.
 TICK_S = 0.2
+#: Longest the start waits for the model before starting the cameras.
+MODEL_WAIT_S = 60.0
 ALERTS_QUEUE_SIZE = 1024
 STATUS_QUEUE_SIZE = 256
 
@@ -89,13 +91,25 @@ class Daemon:
         from fer_stream.alerts.publisher import AlertPublisher
         from fer_stream.http.server import start_http_server
 
-        self.publisher = AlertPublisher(self.config.redis, self.config.alerts)
-        self.publisher.check_connection()  # bad credentials or TLS stop the start; a Redis merely away does not
-        self.publisher.start()
+        if self.config.alerts.enabled:
+            self.publisher = AlertPublisher(self.config.redis, self.config.alerts)
+            self.publisher.check_connection()  # bad credentials or TLS stop the start; a Redis merely away does not
+            self.publisher.start()
         self.http = start_http_server(self.config.http.host, self.config.http.port, self.state, self.metrics_dir)
         self._add(Child(INFERENCE, self._make_inference, on_death=self._inference_died))
+        self._wait_for_model(MODEL_WAIT_S)
         for name in self.cameras:
             self._add(Child(camera_worker_name(name), self._camera_factory(name), on_death=self._camera_died_hook(name)))
+
+    def _wait_for_model(self, timeout: float) -> None:
+        """Let the model load before cameras compete for the CPU (cameras start anyway after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        inference = self.children[INFERENCE].process
+        while self.state.model is None and inference.is_alive() and time.monotonic() < deadline:
+            self.status.wait(TICK_S)
+            self._pump()
+        if self.state.model is None:
+            log.warning("the model is not loaded yet; starting the cameras anyway")
 
     def _add(self, child: Child) -> None:
         self.children[child.name] = child
@@ -127,7 +141,7 @@ class Daemon:
 
         spec = CameraSpec(
             self.config.camera_settings(name), tuple(self.card.labels), self.card.input_size,
-            self.card.model_id, self.card.version, self.log_level,
+            self.card.model_id, self.card.version, self.config.alerts.enabled, self.log_level,
         )
         queues = CameraQueues(self.requests, self.results[name], self.alerts, self.status, self.views)
 
@@ -196,7 +210,8 @@ class Daemon:
             if isinstance(view, CameraView):
                 self.state.update_view(view)
         for alert in self.alerts.drain(ALERTS_QUEUE_SIZE):
-            self.publisher.submit(alert)
+            if self.publisher is not None:
+                self.publisher.submit(alert)
             self.state.count_alert()
 
     def _check(self, child: Child, now: float) -> None:

@@ -1,0 +1,236 @@
+"""Stream benchmark: the whole daemon on file cameras, against the ``fer`` package's per-frame loop.
+
+Three measurements, each scenario in a fresh subprocess (fresh metrics):
+
+1. ``throughput``: N file cameras (the shared videos) decoded as fast as
+   possible (``realtime: false``), detection + tracking + batched
+   classification; aggregate processed frames/s, classified faces/s, mean
+   inference batch size, capture-to-result latency p50/p95/p99.
+2. ``fer``: ``FER().detect_emotions(frame)`` on every frame of the same videos,
+   one frame at a time, in the same run.
+3. ``capacity``: N real-time cameras at 10 fps, 640x360 (a shared video
+   resized to that size, looped), for increasing N; a load is sustained when
+   every camera processes >= 95% of its 10 fps and no queue dropped work.
+
+Latency percentiles come from the ``fer_end_to_end_latency_seconds`` histogram,
+interpolated within buckets like Prometheus' ``histogram_quantile``.
+
+    .venv/bin/python bench/bench_stream.py --cameras 4 --capacity 1,2,4,6,8 --out docs/bench_stream.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FER_STREAM_SHARED", REPO.parent / "shared"))
+VIDEOS = ["angry_man.mp4", "calm_woman.mp4", "smiling_woman_phone.mp4"]
+YUNET = SHARED / "models" / "face_detection_yunet.onnx"
+
+
+# --- one daemon scenario (runs in its own process) -----------------------------------
+
+
+def scenario(config_text: str, seconds: float | None) -> dict:
+    """Run the daemon in this process on ``config_text``; return its metrics summary."""
+    from fer_stream.supervisor.metrics_dir import ensure_multiprocess_metrics
+
+    metrics_dir = ensure_multiprocess_metrics()
+    from fer_stream.config import parse_config
+    from fer_stream.supervisor.daemon import Daemon
+
+    config = parse_config(config_text)
+    daemon = Daemon(config, metrics_dir, "WARNING")
+    daemon.start()  # returns once the model is loaded, then starts the cameras
+    started = time.monotonic()
+    try:
+        daemon.run(threading.Event(), None if seconds is None else started + seconds)
+        wall = time.monotonic() - started
+        time.sleep(0.5)  # last results reach their cameras
+        return summarize(metrics_dir, wall, daemon)
+    finally:
+        daemon.shutdown()
+
+
+def summarize(metrics_dir: str, wall: float, daemon) -> dict:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=metrics_dir)
+    samples = [(s.name, s.labels, s.value) for family in registry.collect() for s in family.samples]
+
+    def total(name: str, **labels: str) -> float:
+        return sum(v for n, l, v in samples if n == name and all(l.get(k) == w for k, w in labels.items()))
+
+    buckets: dict[float, float] = {}
+    for n, l, v in samples:
+        if n == "fer_end_to_end_latency_seconds_bucket":
+            le = float(l["le"])
+            buckets[le] = buckets.get(le, 0.0) + v
+    cameras = daemon.cameras
+    return {
+        "wall_s": round(wall, 2),
+        "frames_processed": total("fer_camera_frames_processed_total"),
+        "frames_read": total("fer_camera_frames_read_total"),
+        "faces_detected": total("fer_faces_detected_total"),
+        "faces_classified": total("fer_faces_classified_total"),
+        "frames_per_camera": {c: total("fer_camera_frames_processed_total", camera=c) for c in cameras},
+        "queue_dropped": total("fer_queue_dropped_total"),
+        "mean_batch_size": round(total("fer_inference_batch_size_sum") / max(1.0, total("fer_inference_batch_size_count")), 2),
+        "batches": total("fer_inference_batch_size_count"),
+        "latency_s": {f"p{q}": quantile(buckets, q / 100) for q in (50, 95, 99)},
+        "model": daemon.card.model_id + " " + daemon.card.version,
+    }
+
+
+def quantile(buckets: dict[float, float], q: float) -> float | None:
+    """histogram_quantile over cumulative buckets (linear within the bucket)."""
+    edges = sorted(buckets)
+    count = buckets.get(float("inf"), 0.0)
+    if not count:
+        return None
+    rank, lower, below = q * count, 0.0, 0.0
+    for edge in edges:
+        if buckets[edge] >= rank:
+            if edge == float("inf"):
+                return lower
+            return round(lower + (edge - lower) * (rank - below) / max(buckets[edge] - below, 1e-9), 4)
+        lower, below = edge, buckets[edge]
+    return None
+
+
+def camera_yaml(name: str, source: Path, *, realtime: bool, loop: bool, fps: float) -> str:
+    return (f"  - name: {name}\n    source: {source}\n    realtime: {str(realtime).lower()}\n"
+            f"    loop: {str(loop).lower()}\n    fps: {fps}\n")
+
+
+def config_yaml(cameras: str, max_batch: int, max_wait_ms: float) -> str:
+    return (f"detector:\n  backend: yunet\n  model_path: {YUNET}\n"
+            f"inference:\n  max_batch_size: {max_batch}\n  max_wait_ms: {max_wait_ms}\n"
+            f"http:\n  host: 127.0.0.1\n  port: 0\n"
+            f"alerts:\n  enabled: false\n"
+            f"cameras:\n{cameras}")
+
+
+def run_scenario(config_text: str, seconds: float | None) -> dict:
+    """A scenario in a fresh interpreter, so every run starts with empty metrics."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    done = subprocess.run(
+        [sys.executable, __file__, "_scenario", "--seconds", str(seconds or 0)],
+        input=config_text, capture_output=True, text=True, env=env, timeout=900,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"scenario failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- the fer package's loop ------------------------------------------------------
+
+
+def fer_loop(videos: list[Path], max_frames: int | None) -> dict:
+    import cv2
+    from fer import FER
+
+    detector = FER()
+    frames = faces = 0
+    started = time.monotonic()
+    for video in videos:
+        capture = cv2.VideoCapture(str(video))
+        n = 0
+        while max_frames is None or n < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            faces += len(detector.detect_emotions(frame))
+            frames += 1
+            n += 1
+        capture.release()
+    wall = time.monotonic() - started
+    return {"frames": frames, "faces": faces, "wall_s": round(wall, 2), "frames_per_s": round(frames / wall, 1),
+            "faces_per_s": round(faces / wall, 1)}
+
+
+# --- capacity ----------------------------------------------------------------------
+
+
+def realtime_video(directory: Path) -> Path:
+    """The angry_man clip at 640x360 (the capacity test's camera format), written once per run."""
+    import cv2
+
+    target = directory / "camera_640x360.mp4"
+    capture = cv2.VideoCapture(str(SHARED / "media" / "angry_man.mp4"))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 360))
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        writer.write(cv2.resize(frame, (640, 360), interpolation=cv2.INTER_LINEAR))
+    writer.release()
+    capture.release()
+    return target
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cameras", type=int, default=4, help="file cameras in the throughput run")
+    parser.add_argument("--capacity", default="1,2,4,6,8", help="real-time camera counts to try (comma-separated)")
+    parser.add_argument("--capacity-seconds", type=float, default=30.0)
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=10.0)
+    parser.add_argument("--fer-frames", type=int, default=None, help="frames per video for the fer loop (default: all)")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here too")
+    args = parser.parse_args()
+
+    videos = [SHARED / "media" / VIDEOS[i % len(VIDEOS)] for i in range(args.cameras)]
+    results: dict = {"cpu_count": os.cpu_count(), "cameras": args.cameras, "videos": [v.name for v in videos]}
+
+    cams = "".join(camera_yaml(f"file{i}", v, realtime=False, loop=False, fps=240) for i, v in enumerate(videos))
+    print(f"throughput: {args.cameras} file cameras as fast as they decode ...", flush=True)
+    ours = run_scenario(config_yaml(cams, args.max_batch, args.max_wait_ms), None)
+    ours["frames_per_s"] = round(ours["frames_processed"] / ours["wall_s"], 1)
+    ours["faces_per_s"] = round(ours["faces_classified"] / ours["wall_s"], 1)
+    results["fer_stream"] = ours
+    print(json.dumps(ours), flush=True)
+
+    print("fer package: FER().detect_emotions(frame) per frame over the same videos ...", flush=True)
+    results["fer_package"] = fer = fer_loop(videos, args.fer_frames)
+    print(json.dumps(fer), flush=True)
+    results["speedup_frames_per_s"] = round(ours["frames_per_s"] / fer["frames_per_s"], 2)
+
+    results["capacity"] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        video = realtime_video(Path(tmp))
+        for n in [int(x) for x in args.capacity.split(",") if x]:
+            cams = "".join(camera_yaml(f"rt{i}", video, realtime=True, loop=True, fps=10) for i in range(n))
+            print(f"capacity: {n} real-time cameras at 10 fps, 640x360, {args.capacity_seconds:.0f} s ...", flush=True)
+            run = run_scenario(config_yaml(cams, args.max_batch, args.max_wait_ms), args.capacity_seconds)
+            per_camera = [f / run["wall_s"] for f in run["frames_per_camera"].values()]
+            run["min_camera_fps"] = round(min(per_camera), 2)
+            run["sustained"] = run["min_camera_fps"] >= 9.5 and run["queue_dropped"] == 0
+            run["n"] = n
+            results["capacity"].append(run)
+            print(json.dumps(run), flush=True)
+    sustained = [r["n"] for r in results["capacity"] if r["sustained"]]
+    results["max_sustained_cameras"] = max(sustained) if sustained else 0
+    print(json.dumps({k: results[k] for k in ("speedup_frames_per_s", "max_sustained_cameras")}), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_scenario":
+        seconds = float(sys.argv[sys.argv.index("--seconds") + 1])
+        print(json.dumps(scenario(sys.stdin.read(), seconds or None)))
+        sys.exit(0)
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The real inference worker process: faces from several cameras batched together, results routed back."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_stream.inference.worker import InferenceSpec, main
+from fer_stream.messages import FaceRequest, FaceResult, ModelStatus
+from fer_stream.queues import BoundedQueue
+
+REPO = Path(__file__).resolve().parents[1]
+CAMERAS = ("lobby", "door", "yard")
+
+
+@pytest.fixture(scope="module")
+def model_path() -> Path | None:
+    if os.environ.get("FER_STREAM_MODEL"):
+        return Path(os.environ["FER_STREAM_MODEL"])
+    if (REPO / "models" / "DEFAULT").is_file():
+        return None  # the shipped default
+    pytest.skip("no model: ship one into models/ (models/DEFAULT) or set FER_STREAM_MODEL")
+
+
+def test_worker_batches_across_cameras_and_routes_results(model_path: Path | None) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    requests: BoundedQueue[FaceRequest] = BoundedQueue(ctx, "t-requests", 64)
+    results = {c: BoundedQueue(ctx, f"t-results-{c}", 64) for c in CAMERAS}
+    status: BoundedQueue[ModelStatus] = BoundedQueue(ctx, "t-status", 4)
+    # A long max_wait: a batch can only leave early by filling up, so batches of 6 prove mixing.
+    spec = InferenceSpec(model_path, "auto", 1, max_batch_size=6, max_wait_ms=2000, log_level="WARNING")
+    worker = ctx.Process(target=main, args=(spec, requests, results, status, os.getpid()), daemon=True)
+    worker.start()
+    try:
+        ready = _take(status, 1, timeout=120)
+        assert ready and isinstance(ready[0], ModelStatus) and ready[0].pid == worker.pid
+        from fer_stream.inference.engine import default_model_path
+        from fer_stream.model_card import load_card
+
+        card, _ = load_card(model_path or default_model_path())
+        size = card.input_size
+        rng = np.random.default_rng(0)
+        sent = []
+        for i in range(12):
+            camera = CAMERAS[i % 3]
+            face = rng.integers(0, 255, (size, size), dtype=np.uint8)
+            requests.put(FaceRequest(camera, track_id=i, frame_id=100 + i, captured_at=time.time(),
+                                     captured_monotonic=time.monotonic(), face=face))
+            sent.append((camera, i))
+        got: dict[str, list[FaceResult]] = {c: _take(results[c], 4, timeout=60) for c in CAMERAS}
+        for camera, items in got.items():
+            assert len(items) == 4
+            assert all(r.camera == camera for r in items)
+            assert sorted(r.track_id for r in items) == sorted(t for c, t in sent if c == camera)
+            for r in items:
+                assert r.probabilities.shape == (len(card.labels),)
+                assert abs(float(r.probabilities.sum()) - 1.0) < 1e-3
+                assert r.classified_at >= r.captured_monotonic
+        # Results of one batch share its classified_at: two full batches of 6, each mixing all cameras.
+        batches: dict[float, list[FaceResult]] = {}
+        for r in (r for items in got.values() for r in items):
+            batches.setdefault(r.classified_at, []).append(r)
+        assert sorted(len(b) for b in batches.values()) == [6, 6]
+        assert all({r.camera for r in b} == set(CAMERAS) for b in batches.values())
+    finally:
+        worker.terminate()  # SIGTERM: the worker leaves its loop and exits 0
+        worker.join(30)
+    assert worker.exitcode == 0
+
+
+def _take(q: BoundedQueue, n: int, timeout: float) -> list:
+    items: list = []
+    deadline = time.monotonic() + timeout
+    while len(items) < n and time.monotonic() < deadline:
+        q.wait(0.2)
+        items += q.drain(n - len(items))
+    return items

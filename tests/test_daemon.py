@@ -1,0 +1,239 @@
+"""The daemon end to end: real RTSP server, real file, real Redis, real processes, scraped /metrics.
+
+One daemon is shared by the tests of this module (they run in file order):
+three working cameras (two RTSP, one file) plus one that is unreachable from
+the start. The tests then break things one at a time: the RTSP server goes
+away and comes back, the inference worker is SIGKILLed, and finally SIGTERM
+must stop everything within 5 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon_fixtures import FER_STREAM, REPO, Metrics, http_get, pid_alive, process_title, wait_for
+from redis_fixtures import RedisServer, free_port, subprocess_env
+from rtsp_fixtures import RtspServer
+
+pytestmark = pytest.mark.slow
+
+SHIPPED_MODEL = REPO / "models" / "DEFAULT"
+WORKING = ("angry", "calm", "smile")
+
+
+def _model_available() -> bool:
+    return bool(os.environ.get("FER_STREAM_MODEL")) or SHIPPED_MODEL.is_file()
+
+
+if not _model_available():
+    pytest.skip("no model: ship one into models/ (models/DEFAULT) or set FER_STREAM_MODEL", allow_module_level=True)
+
+
+class Daemon:
+    def __init__(self, process: subprocess.Popen, url: str, rtsp: RtspServer, log: Path) -> None:
+        self.process, self.url, self.rtsp, self.log = process, url, rtsp, log
+
+    def metrics(self) -> Metrics:
+        code, body = http_get(self.url + "/metrics")
+        assert code == 200, f"/metrics answered {code}; daemon log: {self.log}"
+        return Metrics(body.decode())
+
+    def status(self) -> dict:
+        code, body = http_get(self.url + "/status")
+        assert code == 200
+        return json.loads(body)
+
+    def camera_pids(self) -> dict[str, int]:
+        pids = self.status()["pids"]
+        return {name: pids[f"camera-{name}"] for name in WORKING}
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory, media_dir: Path, yunet_model: Path, _gstreamer: None):
+    tmp = tmp_path_factory.mktemp("daemon")
+    redis = RedisServer(tmp)
+    redis.start()
+    rtsp = RtspServer({"angry": media_dir / "angry_man.mp4", "calm": media_dir / "calm_woman.mp4"}).start()
+    port = free_port()
+    config = tmp / "cameras.yaml"
+    config.write_text(f"""
+detector:
+  backend: yunet
+  model_path: {yunet_model}
+inference:
+  max_batch_size: 16
+  max_wait_ms: 40
+http:
+  host: 127.0.0.1
+  port: {port}
+redis:
+  url: {redis.url}
+cameras:
+  - name: angry
+    source: {rtsp.url("angry")}
+    fps: 8
+    stall_timeout_s: 2
+    reconnect_initial_s: 0.5
+    reconnect_max_s: 2
+  - name: calm
+    source: {rtsp.url("calm")}
+    fps: 8
+    stall_timeout_s: 2
+  - name: smile
+    source: {media_dir / "smiling_woman_phone.mp4"}
+    loop: true
+    fps: 8
+  - name: ghost
+    source: rtsp://127.0.0.1:{free_port()}/nobody-home
+    open_timeout_s: 2
+    reconnect_initial_s: 0.5
+    reconnect_max_s: 2
+""")
+    log = tmp / "daemon.log"
+    env = subprocess_env()
+    env.pop("FER_STREAM_REDIS_URL", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with open(log, "w") as out:
+        process = subprocess.Popen([FER_STREAM, "run", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT, env=env)
+    d = Daemon(process, f"http://127.0.0.1:{port}", rtsp, log)
+    try:
+        wait_for("/healthz", lambda: process.poll() is not None or http_get(d.url + "/healthz")[0] == 200, timeout=60)
+        assert process.poll() is None, f"daemon exited with {process.returncode}: {log.read_text()[-3000:]}"
+        yield d
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        rtsp.stop()
+        redis.stop()
+
+
+def test_frames_faces_and_batches_flow_for_every_camera(daemon: Daemon) -> None:
+    def all_classified():
+        m = daemon.metrics()
+        return m if all(m.value("fer_faces_classified_total", camera=c) >= 5 for c in WORKING) else None
+
+    first = wait_for("faces classified on every working camera", all_classified, timeout=120)
+    for camera in WORKING:
+        assert first.value("fer_camera_frames_read_total", camera=camera) > 0
+        assert first.value("fer_camera_frames_processed_total", camera=camera) > 0
+        assert first.value("fer_faces_detected_total", camera=camera) > 0
+        assert first.value("fer_detection_seconds_count", camera=camera) > 0
+        assert first.value("fer_end_to_end_latency_seconds_count", camera=camera) > 0
+        assert first.value("fer_end_to_end_latency_seconds_sum", camera=camera) > 0
+        assert first.value("fer_camera_up", camera=camera) == 1
+    assert first.value("fer_model_loaded") == 1
+    assert first.value("fer_inference_batch_seconds_count") > 0
+
+    # Counters keep moving, per camera.
+    later = wait_for(
+        "per-camera counters to move",
+        lambda: (m := daemon.metrics())
+        if all(m.value("fer_camera_frames_processed_total", camera=c) > first.value("fer_camera_frames_processed_total", camera=c)
+               for c in WORKING) else None,
+        timeout=60,
+    )
+    assert later.value("fer_faces_classified_total") > first.value("fer_faces_classified_total")
+
+    # Faces from several cameras share batches.
+    def batches_over_one():
+        m = daemon.metrics()
+        return m.value("fer_inference_batch_size_count") - m.value("fer_inference_batch_size_bucket", le="1.0") > 0
+
+    wait_for("an inference batch with more than one face", batches_over_one, timeout=60)
+
+    code, body = http_get(daemon.url + "/readyz")
+    assert code == 200, body
+    assert json.loads(body)["ready"] is True
+
+    pids = daemon.status()["pids"]
+    assert "fer-stream: inference" in process_title(pids["inference"])
+    for camera in WORKING:
+        assert f"fer-stream: camera {camera}" in process_title(pids[f"camera-{camera}"])
+    assert "fer-stream: supervisor" in process_title(daemon.process.pid)
+
+
+def test_live_view_serves_annotated_frames(daemon: Daemon) -> None:
+    code, body = http_get(daemon.url + "/")
+    assert code == 200 and b"cameras/" in body
+    # The first request says someone is watching; cameras then start sending JPEGs.
+    jpeg = wait_for("a live-view JPEG", lambda: (r := http_get(daemon.url + "/cameras/smile.jpg"))[0] == 200 and r[1], timeout=30)
+    assert jpeg[:2] == b"\xff\xd8"
+
+
+def test_unreachable_camera_stays_down_without_stopping_the_others(daemon: Daemon) -> None:
+    m = wait_for("reconnect attempts on the unreachable camera",
+                 lambda: (m := daemon.metrics()) if m.value("fer_camera_reconnects_total", camera="ghost") >= 1 else None, timeout=60)
+    assert m.value("fer_camera_up", camera="ghost") == 0
+    assert daemon.status()["cameras"]["ghost"]["up"] is False
+    assert all(m.value("fer_camera_up", camera=c) == 1 for c in WORKING)
+    assert daemon.process.poll() is None
+
+
+def test_rtsp_outage_marks_the_camera_down_and_it_comes_back(daemon: Daemon) -> None:
+    pids = daemon.camera_pids()
+    before = daemon.metrics()
+    daemon.rtsp.stop()
+    down = wait_for("camera angry reported down",
+                    lambda: (m := daemon.metrics()) if m.value("fer_camera_up", camera="angry") == 0 else None, timeout=60)
+    assert down.value("fer_camera_up", camera="smile") == 1  # the file camera does not care
+    smile_frames = down.value("fer_camera_frames_processed_total", camera="smile")
+    daemon.rtsp.start()
+    up = wait_for("camera angry back up and processing",
+                  lambda: (m := daemon.metrics()) if m.value("fer_camera_up", camera="angry") == 1
+                  and m.value("fer_camera_frames_processed_total", camera="angry")
+                  > down.value("fer_camera_frames_processed_total", camera="angry") else None, timeout=90)
+    assert up.value("fer_camera_reconnects_total", camera="angry") > before.value("fer_camera_reconnects_total", camera="angry")
+    assert up.value("fer_camera_stalls_total", camera="angry") >= 1
+    assert up.value("fer_camera_frames_processed_total", camera="smile") > smile_frames
+    assert daemon.camera_pids() == pids, "a camera process was replaced"
+    assert daemon.process.poll() is None
+
+
+def test_killed_inference_worker_is_restarted_and_classification_resumes(daemon: Daemon) -> None:
+    camera_pids = daemon.camera_pids()
+    old = daemon.status()["pids"]["inference"]
+    os.kill(old, signal.SIGKILL)
+    new = wait_for("a new inference worker", lambda: (p := daemon.status()["pids"].get("inference")) not in (None, old) and p, timeout=60)
+    m = wait_for("the restart counted",
+                 lambda: (m := daemon.metrics()) if m.value("fer_worker_restarts_total", worker="inference") >= 1 else None, timeout=30)
+    wait_for("model loaded again", lambda: daemon.status()["model"] is not None, timeout=60)
+    classified = m.value("fer_faces_classified_total")
+    wait_for("classification resumed",
+             lambda: daemon.metrics().value("fer_faces_classified_total") > classified + 5, timeout=60)
+    assert pid_alive(new)
+    assert daemon.camera_pids() == camera_pids, "a camera process died with the inference worker"
+    assert all(pid_alive(p) for p in camera_pids.values())
+
+
+def test_majority_prediction_per_video(daemon: Daemon) -> None:
+    if os.environ.get("FER_STREAM_MODEL") or not SHIPPED_MODEL.is_file():
+        pytest.skip("accuracy needs the shipped model (models/DEFAULT); a development model was configured")
+    predictions = daemon.metrics()
+    angry = predictions.by_label("fer_predictions_total", "emotion", camera="angry")
+    smile = predictions.by_label("fer_predictions_total", "emotion", camera="smile")
+    assert max(angry, key=angry.get) == "angry", angry
+    assert max(smile, key=smile.get) == "happy", smile
+
+
+def test_sigterm_stops_everything_within_5_s(daemon: Daemon) -> None:
+    pids = [p for p in daemon.status()["pids"].values() if p]
+    assert len(pids) >= 4
+    started = time.monotonic()
+    daemon.process.send_signal(signal.SIGTERM)
+    code = daemon.process.wait(timeout=30)
+    elapsed = time.monotonic() - started
+    assert code == 0, daemon.log.read_text()[-3000:]
+    assert elapsed < 5.0, f"shutdown took {elapsed:.1f} s"
+    leftovers = [p for p in pids if pid_alive(p)]
+    assert not leftovers, f"orphan processes: {leftovers}"
