@@ -1,0 +1,42 @@
+"""Draw faces, their expressions and track ids on a copy of a frame (predict --annotate-dir, the live view)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+CALM_BGR = (80, 200, 80)
+ALERT_BGR = (40, 40, 230)
+
+
+class FaceAnnotation(NamedTuple):
+    box: tuple[int, int, int, int]
+    label: str | None
+    score: float
+    track_id: int | None = None
+    alerting: bool = False
+
+
+def draw_annotations(frame_bgr: np.ndarray, faces: Iterable[tuple], *, alerting: bool = False) -> np.ndarray:
+    """An annotated copy: a box per face (red while it alerts) with ``#id label score``; a red border when ``alerting``."""
+    out = frame_bgr.copy() if frame_bgr.ndim == 3 else cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
+    thickness = max(1, round(max(out.shape[:2]) / 400))
+    font_scale = max(0.4, max(out.shape[:2]) / 1200)
+    for face in faces:
+        face = FaceAnnotation(*face)
+        x, y, w, h = face.box
+        color = ALERT_BGR if face.alerting else CALM_BGR
+        cv2.rectangle(out, (x, y), (x + w, y + h), color, thickness)
+        parts = [f"#{face.track_id}" if face.track_id is not None else "", face.label or "", f"{face.score:.2f}" if face.label else ""]
+        text = " ".join(part for part in parts if part)
+        if text:
+            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+            top = y - th - base - 2 if y - th - base - 2 >= 0 else y + h
+            cv2.rectangle(out, (x, top), (x + tw + 4, top + th + base + 2), color, cv2.FILLED)
+            cv2.putText(out, text, (x + 2, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    if alerting:
+        cv2.rectangle(out, (0, 0), (out.shape[1] - 1, out.shape[0] - 1), ALERT_BGR, thickness * 4)
+    return out

@@ -1,0 +1,95 @@
+"""Follow faces across frames by box overlap, so each person keeps one track id.
+
+Detections are matched to tracks greedily by IoU, highest first (faces in one
+camera rarely overlap, so the optimal assignment buys nothing). A track is
+reported once it has ``min_hits`` detections, which filters one-frame false
+faces, and ends when it has not been seen for ``max_missed_s`` seconds of frame
+time; ended ids are reported once so per-track state (alert rules) can be freed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fer_stream.faces.detector import Detection
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(slots=True)
+class Track:
+    track_id: int
+    box: Box
+    score: float
+    first_seen: float
+    last_seen: float
+    hits: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TrackUpdate:
+    """``active``: confirmed tracks seen in this frame (with this frame's box); ``ended``: ids gone for good."""
+
+    active: list[Track] = field(default_factory=list)
+    ended: list[int] = field(default_factory=list)
+
+
+def iou_matrix(boxes_a: Sequence[Box], boxes_b: Sequence[Box]) -> np.ndarray:
+    """Intersection over union of every (x, y, w, h) box in ``a`` with every box in ``b``."""
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    ax1, ay1 = a[:, 0:1] + a[:, 2:3], a[:, 1:2] + a[:, 3:4]
+    bx1, by1 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    inter_w = np.clip(np.minimum(ax1, bx1) - np.maximum(a[:, 0:1], b[:, 0]), 0, None)
+    inter_h = np.clip(np.minimum(ay1, by1) - np.maximum(a[:, 1:2], b[:, 1]), 0, None)
+    inter = inter_w * inter_h
+    union = (a[:, 2:3] * a[:, 3:4]) + (b[:, 2] * b[:, 3]) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+class IouTracker:
+    def __init__(self, iou_threshold: float = 0.3, max_missed_s: float = 1.0, min_hits: int = 2):
+        self.iou_threshold = iou_threshold
+        self.max_missed_s = max_missed_s
+        self.min_hits = min_hits
+        self._tracks: list[Track] = []
+        self._next_id = 1
+
+    def update(self, detections: Sequence[Detection], t: float) -> TrackUpdate:
+        """Match this frame's detections (taken at time ``t``, seconds) to the tracks."""
+        matched_tracks: set[int] = set()
+        matched_detections: set[int] = set()
+        if self._tracks and detections:
+            ious = iou_matrix([track.box for track in self._tracks], [d.box for d in detections])
+            for flat in np.argsort(ious, axis=None)[::-1]:
+                ti, di = divmod(int(flat), len(detections))
+                if ious[ti, di] < self.iou_threshold:
+                    break
+                if ti in matched_tracks or di in matched_detections:
+                    continue
+                track, detection = self._tracks[ti], detections[di]
+                track.box, track.score, track.last_seen = detection.box, detection.score, t
+                track.hits += 1
+                matched_tracks.add(ti)
+                matched_detections.add(di)
+        seen = [track for index, track in enumerate(self._tracks) if index in matched_tracks]
+        for index, detection in enumerate(detections):
+            if index not in matched_detections:
+                track = Track(self._next_id, detection.box, detection.score, first_seen=t, last_seen=t)
+                self._next_id += 1
+                self._tracks.append(track)
+                seen.append(track)
+        ended = [track for track in self._tracks if t - track.last_seen > self.max_missed_s]
+        self._tracks = [track for track in self._tracks if t - track.last_seen <= self.max_missed_s]
+        return TrackUpdate(
+            active=[track for track in seen if track.hits >= self.min_hits],
+            ended=[track.track_id for track in ended if track.hits >= self.min_hits],
+        )
+
+    @property
+    def tracks(self) -> list[Track]:
+        """Every live track, confirmed or not (for inspection; ``update`` is the interface)."""
+        return list(self._tracks)

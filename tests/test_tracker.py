@@ -1,0 +1,70 @@
+"""IoU tracker: stable ids, new ids for new faces, confirmation after min_hits, ended ids after max_missed_s."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fer_stream.faces import Detection, IouTracker
+from fer_stream.faces.tracker import iou_matrix
+
+
+def det(x: int, y: int, w: int = 50, h: int = 50) -> Detection:
+    return Detection((x, y, w, h), 0.9)
+
+
+def test_iou_of_identical_disjoint_and_half_overlapping_boxes():
+    ious = iou_matrix([(0, 0, 10, 10)], [(0, 0, 10, 10), (20, 20, 5, 5), (5, 0, 10, 10)])
+    assert np.allclose(ious, [[1.0, 0.0, 50 / 150]])
+    assert iou_matrix([], [(0, 0, 1, 1)]).shape == (0, 1)
+
+
+def test_a_moving_face_keeps_its_id_and_a_new_face_gets_a_new_one():
+    tracker = IouTracker(iou_threshold=0.3, max_missed_s=1.0, min_hits=1)
+    first = tracker.update([det(100, 100)], t=0.0).active
+    assert len(first) == 1
+    face_id = first[0].track_id
+    for step in range(1, 6):
+        update = tracker.update([det(100 + 5 * step, 100)], t=0.1 * step)
+        assert [track.track_id for track in update.active] == [face_id]
+        assert update.active[0].box == (100 + 5 * step, 100, 50, 50)
+    both = tracker.update([det(126, 100), det(400, 300)], t=0.6).active
+    ids = {track.box[0]: track.track_id for track in both}
+    assert ids[126] == face_id and ids[400] != face_id
+
+
+def test_two_faces_are_not_swapped_when_they_move():
+    tracker = IouTracker(min_hits=1)
+    a, b = (t.track_id for t in tracker.update([det(0, 0), det(200, 0)], t=0.0).active)
+    update = tracker.update([det(210, 5), det(8, 3)], t=0.1)  # listed in the other order
+    assert {t.box[0]: t.track_id for t in update.active} == {8: a, 210: b}
+
+
+def test_tracks_are_reported_only_after_min_hits():
+    tracker = IouTracker(min_hits=3)
+    assert tracker.update([det(0, 0)], t=0.0).active == []
+    assert tracker.update([det(2, 0)], t=0.1).active == []
+    confirmed = tracker.update([det(4, 0)], t=0.2).active
+    assert len(confirmed) == 1 and confirmed[0].hits == 3 and confirmed[0].first_seen == 0.0
+
+
+def test_a_face_missing_longer_than_max_missed_ends_once_and_returns_with_a_new_id():
+    tracker = IouTracker(max_missed_s=0.5, min_hits=1)
+    old_id = tracker.update([det(0, 0)], t=0.0).active[0].track_id
+    assert tracker.update([], t=0.4).ended == [], "still within max_missed_s"
+    assert tracker.update([], t=0.6).ended == [old_id]
+    assert tracker.update([], t=0.7).ended == [], "an end is reported once"
+    back = tracker.update([det(0, 0)], t=0.8).active
+    assert back[0].track_id != old_id
+
+
+def test_a_short_gap_keeps_the_id():
+    tracker = IouTracker(max_missed_s=1.0, min_hits=1)
+    face_id = tracker.update([det(0, 0)], t=0.0).active[0].track_id
+    tracker.update([], t=0.5)
+    assert tracker.update([det(3, 3)], t=0.9).active[0].track_id == face_id
+
+
+def test_unconfirmed_tracks_end_silently():
+    tracker = IouTracker(max_missed_s=0.2, min_hits=2)
+    tracker.update([det(0, 0)], t=0.0)
+    assert tracker.update([], t=1.0).ended == []
