@@ -138,3 +138,15 @@ def test_right_password_from_the_environment_delivers(redis_server_with_password
     publisher.submit(make_alert())
     assert publisher.close(timeout=10) == 0
     assert len(stream_ids(redis_server_with_password)) == 1
+
+
+def test_idle_publisher_notices_an_outage_without_alerts(redis_server):
+    publisher = publisher_for(redis_server)
+    assert publisher.check_connection() is True
+    assert metric("fer_redis_up") == 1
+    publisher.start()
+    redis_server.stop()
+    wait_for(lambda: metric("fer_redis_up") == 0, what="the idle health check to notice the outage")
+    redis_server.start()
+    wait_for(lambda: metric("fer_redis_up") == 1, what="the idle health check to see Redis back")
+    assert publisher.close(timeout=5) == 0

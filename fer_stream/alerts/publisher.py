@@ -47,6 +47,8 @@ return id
 
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
+#: While idle, Redis is pinged this often so fer_redis_up shows an outage before the next alert does.
+HEALTH_CHECK_EVERY_S = 2.0
 
 
 class AlertPublisher:
@@ -86,6 +88,7 @@ class AlertPublisher:
             return False
         finally:
             client.close()
+        self._mark_up()
         return True
 
     def start(self) -> None:
@@ -135,14 +138,17 @@ class AlertPublisher:
         backoff = BACKOFF_FIRST_S
         while True:
             with self._wake:
-                while not self._outbox and self._in_flight is None and not self._closing:
-                    self._wake.wait(1.0)
+                if not self._outbox and self._in_flight is None and not self._closing:
+                    self._wake.wait(HEALTH_CHECK_EVERY_S)
                 if self._closing:
                     return
-                if self._in_flight is None:
+                if self._in_flight is None and self._outbox:
                     self._in_flight = self._outbox.popleft()
                 alert = self._in_flight
             try:
+                if alert is None:
+                    self._ping()  # idle: keep fer_redis_up true to the facts between alerts
+                    continue
                 self._publish(alert)
             except redis.RedisError as exc:
                 self._mark_down(exc)
@@ -155,10 +161,18 @@ class AlertPublisher:
                 self._set_depth()
                 self._wake.notify_all()
 
-    def _publish(self, alert: Alert) -> None:
+    def _connected(self) -> redis.Redis:
         if self._client is None:
             self._client = connect(self.redis_config)
             self._deliver = self._client.register_script(DELIVER_SCRIPT)
+        return self._client
+
+    def _ping(self) -> None:
+        self._connected().ping()
+        self._mark_up()
+
+    def _publish(self, alert: Alert) -> None:
+        self._connected()
         stream = self.alerts.stream
         stream_id = self._deliver(
             keys=[f"{stream}:seen:{alert.alert_id}", stream],
