@@ -10,6 +10,7 @@ overrides applied, validated again as a whole: :meth:`FerStreamConfig.camera_set
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
@@ -29,7 +30,7 @@ def _resolve(path: Path, info: ValidationInfo) -> Path:
     path = path.expanduser()
     base = (info.context or {}).get("base_dir")
     if not path.is_absolute() and base is not None:
-        path = Path(base) / path
+        path = Path(os.path.normpath(Path(base) / path))
     return path
 
 
