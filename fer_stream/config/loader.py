@@ -73,7 +73,8 @@ def parse_config(text: str, *, name: str = "<config>", base_dir: Path | None = N
     try:
         return FerStreamConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise ConfigError([f"{name}:{_line_of(tuple(err['loc']), lines)}: {_describe(err)}" for err in exc.errors()]) from None
+        located = sorted(((_line_of(tuple(err["loc"]), lines), _describe(err)) for err in exc.errors()), key=lambda p: p[0])
+        raise ConfigError([f"{name}:{line}: {what}" for line, what in located]) from None
 
 
 def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Iterator[tuple[Loc, int, str]]:
