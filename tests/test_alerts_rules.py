@@ -175,3 +175,21 @@ def test_watched_emotion_unknown_to_the_model_is_refused():
 def test_wrong_probability_length_is_refused():
     with pytest.raises(ValueError, match="3 probabilities for 7 labels"):
         tracker().observe(1, np.array([0.2, 0.3, 0.5]), T0, BOX, FRAME)
+
+
+def test_forget_all_ends_every_open_episode_when_the_camera_stops():
+    rules = tracker()
+    feed(rules, 1, probs(angry=0.9), T0, 3)
+    alerts, t = feed(rules, 2, probs(fear=0.9), T0, 3)
+    feed(rules, 3, probs(neutral=0.9), T0, 3)
+    ended = rules.forget_all(t)
+    assert sorted((a.track_id, a.emotion, a.event) for a in ended) == [(1, "angry", "end"), (2, "fear", "end")]
+    assert rules.track_count == 0
+
+
+def test_smoothed_scores_follow_the_half_life():
+    rules = tracker(smoothing_half_life_s=1.0)
+    rules.observe(1, probs(angry=0.9), T0, BOX, FRAME)
+    rules.observe(1, probs(angry=0.1), T0 + 1.0, BOX, FRAME)  # one half-life later: halfway
+    assert rules.smoothed(1)["angry"] == pytest.approx(0.5)
+    assert set(rules.smoothed(1)) == {"angry", "fear"} and rules.smoothed(99) is None

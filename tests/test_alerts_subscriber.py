@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -18,18 +19,12 @@ from fer_stream.alerts.message import json_schema
 from fer_stream.alerts.publisher import AlertPublisher
 from fer_stream.alerts.subscriber import parse_since
 
-# The command module run on its own, exactly as fer_stream.cli dispatches it, so these tests do not
-# depend on every other subcommand importing cleanly.
-ALERTS_COMMAND = (
-    "import argparse, sys; from fer_stream.alerts import subscriber; "
-    "p = argparse.ArgumentParser(prog='fer-stream alerts'); subscriber.add_arguments(p); "
-    "sys.exit(subscriber.run(p.parse_args(sys.argv[1:])))"
-)
+FER_STREAM = str(Path(sys.executable).with_name("fer-stream"))
 
 
 def start_cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", ALERTS_COMMAND, *args],
+        [FER_STREAM, "alerts", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -131,6 +131,18 @@ class AlertTracker:
             self._end(track_id, track, index, run, track.last_t) for index, run in track.runs.items() if run.started
         ]
 
+    def forget_all(self, t: float) -> list[Alert]:
+        """The camera stops (end of file, shutdown): end every open episode."""
+        alerts: list[Alert] = []
+        for track_id in list(self._tracks):
+            alerts += self.forget(track_id, t)
+        return alerts
+
+    def smoothed(self, track_id: int) -> dict[str, float] | None:
+        """The track's smoothed score of each watched emotion (live view, tuning), None for an unknown track."""
+        track = self._tracks.get(track_id)
+        return None if track is None else {self.labels[i]: float(track.smoothed[i]) for i in self._watched}
+
     def is_alerting(self, track_id: int) -> bool:
         """Whether the track is inside an episode (for the live view)."""
         track = self._tracks.get(track_id)

@@ -1,0 +1,201 @@
+"""Issue 4's acceptance on the full daemon: real videos, the shipped model, real Redis, a real subscriber.
+
+Two daemon runs, each a ``fer-stream run`` subprocess on file cameras paced in
+real time, with ``fer-stream alerts --json`` following the channel:
+1. angry_man.mp4, calm_woman.mp4 and smiling_woman_phone.mp4 side by side: an
+   angry start alert within 10 s of the angry stream's start, one start per
+   track, and no alert at all from the calm and smiling cameras.
+2. angry_man.mp4 alone, Redis stopped as the stream starts and restarted 5 s
+   later: the alert raised during the outage arrives after the restart, once,
+   while the daemon keeps processing and /metrics shows fer_redis_up 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import jsonschema
+import pytest
+from daemon_fixtures import FER_STREAM, REPO, Metrics, http_get, wait_for
+from redis_fixtures import RedisServer, free_port, subprocess_env
+
+from fer_stream.alerts.message import json_schema
+
+pytestmark = pytest.mark.slow
+
+if not (os.environ.get("FER_STREAM_MODEL") or (REPO / "models" / "DEFAULT").is_file()):
+    pytest.skip("no model: ship one into models/ (models/DEFAULT) or set FER_STREAM_MODEL", allow_module_level=True)
+
+
+class Subscriber:
+    """``fer-stream alerts --json`` in the background; each line is kept with the time it arrived."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.process = subprocess.Popen(
+            [FER_STREAM, "alerts", "--redis", redis_url, "--json", "--timeout", "300"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=subprocess_env(),
+        )
+        self.received: list[tuple[float, dict]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.received.append((time.time(), json.loads(line)))
+
+    def alerts(self, camera: str | None = None, event: str | None = None) -> list[dict]:
+        return [a for _, a in self.received if (camera is None or a["camera"] == camera) and (event is None or a["event"] == event)]
+
+    def stop(self) -> str:
+        self.process.terminate()
+        _, err = self.process.communicate(timeout=20)
+        return err
+
+
+class Daemon:
+    def __init__(self, tmp: Path, redis: RedisServer, cameras: str, yunet: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = tmp / "cameras.yaml"
+        config.write_text(f"""
+detector:
+  backend: yunet
+  model_path: {yunet}
+http:
+  host: 127.0.0.1
+  port: {self.port}
+redis:
+  url: {redis.url}
+cameras:
+{cameras}
+""")
+        self.log = tmp / "daemon.log"
+        env = subprocess_env()
+        for name in ("FER_STREAM_REDIS_URL", "FER_STREAM_REDIS_PASSWORD", "PROMETHEUS_MULTIPROC_DIR"):
+            env.pop(name, None)
+        with open(self.log, "w") as out:
+            self.process = subprocess.Popen([FER_STREAM, "run", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT, env=env)
+        wait_for("/healthz", lambda: self.process.poll() is not None or http_get(self.url + "/healthz")[0] == 200, timeout=90)
+        assert self.process.poll() is None, f"daemon exited with {self.process.returncode}: {self.log.read_text()[-3000:]}"
+
+    def metrics(self) -> Metrics:
+        code, body = http_get(self.url + "/metrics")
+        assert code == 200, f"/metrics answered {code}; daemon log: {self.log}"
+        return Metrics(body.decode())
+
+    def stream_start(self, camera: str) -> float:
+        """A lower bound of when the camera's first frame was read: the last scrape that saw none."""
+        before = time.time()
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"daemon exited: {self.log.read_text()[-3000:]}")
+            if self.metrics().value("fer_camera_frames_read_total", camera=camera) > 0:
+                return before
+            before = time.time()
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def stream_alerts(redis: RedisServer) -> list[dict]:
+    return [json.loads(fields[b"alert"]) for _, fields in redis.client().xrange("fer:alerts:log")]
+
+
+def camera(name: str, path: Path, loop: bool = False) -> str:
+    return f"  - name: {name}\n    source: {path}\n    loop: {str(loop).lower()}\n    fps: 10\n"
+
+
+@pytest.fixture
+def redis(tmp_path: Path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_angry_video_alerts_once_within_10_s_and_calm_videos_never(tmp_path, redis, media_dir, yunet_model):
+    subscriber = Subscriber(redis.url)
+    cameras = (
+        camera("angry", media_dir / "angry_man.mp4")
+        + camera("calm", media_dir / "calm_woman.mp4")
+        + camera("smile", media_dir / "smiling_woman_phone.mp4", loop=True)
+    )
+    daemon = Daemon(tmp_path, redis, cameras, yunet_model)
+    try:
+        started = daemon.stream_start("angry")
+        wait_for("an angry start alert from the angry camera", lambda: subscriber.alerts("angry", "start"), timeout=60, every=0.1)
+        arrived, first = next((t, a) for t, a in subscriber.received if a["camera"] == "angry" and a["event"] == "start")
+        assert first["emotion"] == "angry", first
+        assert arrived - started <= 10.0, f"first angry alert arrived {arrived - started:.1f} s after the stream started"
+        # Let the videos play out (angry 15.6 s, calm 15.5 s, smile looped), then stop.
+        wait_for("the angry and calm videos to end", lambda: time.time() - started > 20, timeout=60)
+        metrics = daemon.metrics()
+        assert metrics.value("fer_faces_classified_total", camera="calm") > 20, "calm camera classified too few faces"
+        assert metrics.value("fer_faces_classified_total", camera="smile") > 20, "smile camera classified too few faces"
+    finally:
+        daemon.stop()
+    time.sleep(1)
+    subscriber.stop()
+
+    received = subscriber.alerts()
+    for alert in received:
+        jsonschema.validate(alert, json_schema())
+    starts_per_track: dict[tuple[str, int, str], int] = {}
+    for alert in subscriber.alerts(event="start"):
+        key = (alert["camera"], alert["track_id"], alert["emotion"])
+        starts_per_track[key] = starts_per_track.get(key, 0) + 1
+    assert all(n == 1 for n in starts_per_track.values()), f"more than one start per episode: {starts_per_track}"
+    assert subscriber.alerts("calm") == [] and subscriber.alerts("smile") == [], received
+    assert sorted(a["alert_id"] for a in stream_alerts(redis)) == sorted(a["alert_id"] for a in received)
+
+
+def test_redis_outage_during_an_episode_delivers_the_alert_once_after_the_restart(tmp_path, redis, media_dir, yunet_model):
+    subscriber = Subscriber(redis.url)
+    daemon = Daemon(tmp_path, redis, camera("angry", media_dir / "angry_man.mp4"), yunet_model)
+    try:
+        daemon.stream_start("angry")
+        redis.stop()
+        stopped = time.time()
+        during = wait_for("fer_redis_up 0 on /metrics", lambda: (m := daemon.metrics()).value("fer_redis_up") == 0 and m, timeout=30)
+        frames_during = during.value("fer_camera_frames_processed_total", camera="angry")
+        time.sleep(max(0.0, stopped + 5 - time.time()))
+        assert daemon.metrics().value("fer_camera_frames_processed_total", camera="angry") > frames_during, (
+            "the daemon stopped processing while Redis was down"
+        )
+        restarted = time.time()
+        redis.start()
+        wait_for("the alert after the restart", lambda: subscriber.alerts("angry", "start"), timeout=60, every=0.1)
+        wait_for("fer_redis_up 1 on /metrics", lambda: daemon.metrics().value("fer_redis_up") == 1, timeout=30)
+    finally:
+        daemon.stop()
+    time.sleep(1)
+    err = subscriber.stop()
+
+    starts = subscriber.alerts("angry", "start")
+    arrived = next(t for t, a in subscriber.received if a["event"] == "start")
+    raised = starts[0]["event_at"]
+    assert arrived >= restarted, "the alert arrived before Redis came back?"
+    assert datetime.fromisoformat(raised.replace("Z", "+00:00")).timestamp() < restarted, (
+        f"the alert was raised at {raised}, after the restart: the outage did not cover the episode start"
+    )
+    ids = [a["alert_id"] for a in stream_alerts(redis)]
+    assert len(ids) == len(set(ids)), "an alert was added to the stream twice"
+    assert starts[0]["alert_id"] in ids
+    assert len({a["alert_id"] for a in subscriber.alerts()}) == len(subscriber.alerts()), f"duplicates: {err}"
