@@ -50,6 +50,15 @@ class Daemon:
         assert code == 200
         return json.loads(body)
 
+    def metrics_when(self, predicate):
+        """A poll condition: the current scrape if ``predicate(scrape)`` holds, else None."""
+
+        def check():
+            m = self.metrics()
+            return m if predicate(m) else None
+
+        return check
+
     def camera_pids(self) -> dict[str, int]:
         pids = self.status()["pids"]
         return {name: pids[f"camera-{name}"] for name in WORKING}
@@ -138,9 +147,10 @@ def test_frames_faces_and_batches_flow_for_every_camera(daemon: Daemon) -> None:
     # Counters keep moving, per camera.
     later = wait_for(
         "per-camera counters to move",
-        lambda: (m := daemon.metrics())
-        if all(m.value("fer_camera_frames_processed_total", camera=c) > first.value("fer_camera_frames_processed_total", camera=c)
-               for c in WORKING) else None,
+        daemon.metrics_when(lambda m: all(
+            m.value("fer_camera_frames_processed_total", camera=c) > first.value("fer_camera_frames_processed_total", camera=c)
+            for c in WORKING
+        )),
         timeout=60,
     )
     assert later.value("fer_faces_classified_total") > first.value("fer_faces_classified_total")
@@ -167,13 +177,17 @@ def test_live_view_serves_annotated_frames(daemon: Daemon) -> None:
     code, body = http_get(daemon.url + "/")
     assert code == 200 and b"cameras/" in body
     # The first request says someone is watching; cameras then start sending JPEGs.
-    jpeg = wait_for("a live-view JPEG", lambda: (r := http_get(daemon.url + "/cameras/smile.jpg"))[0] == 200 and r[1], timeout=30)
+    def jpeg_served():
+        code, body = http_get(daemon.url + "/cameras/smile.jpg")
+        return body if code == 200 else None
+
+    jpeg = wait_for("a live-view JPEG", jpeg_served, timeout=30)
     assert jpeg[:2] == b"\xff\xd8"
 
 
 def test_unreachable_camera_stays_down_without_stopping_the_others(daemon: Daemon) -> None:
     m = wait_for("reconnect attempts on the unreachable camera",
-                 lambda: (m := daemon.metrics()) if m.value("fer_camera_reconnects_total", camera="ghost") >= 1 else None, timeout=60)
+                 daemon.metrics_when(lambda m: m.value("fer_camera_reconnects_total", camera="ghost") >= 1), timeout=60)
     assert m.value("fer_camera_up", camera="ghost") == 0
     assert daemon.status()["cameras"]["ghost"]["up"] is False
     assert all(m.value("fer_camera_up", camera=c) == 1 for c in WORKING)
@@ -185,14 +199,14 @@ def test_rtsp_outage_marks_the_camera_down_and_it_comes_back(daemon: Daemon) -> 
     before = daemon.metrics()
     daemon.rtsp.stop()
     down = wait_for("camera angry reported down",
-                    lambda: (m := daemon.metrics()) if m.value("fer_camera_up", camera="angry") == 0 else None, timeout=60)
+                    daemon.metrics_when(lambda m: m.value("fer_camera_up", camera="angry") == 0), timeout=60)
     assert down.value("fer_camera_up", camera="smile") == 1  # the file camera does not care
     smile_frames = down.value("fer_camera_frames_processed_total", camera="smile")
     daemon.rtsp.start()
     up = wait_for("camera angry back up and processing",
-                  lambda: (m := daemon.metrics()) if m.value("fer_camera_up", camera="angry") == 1
-                  and m.value("fer_camera_frames_processed_total", camera="angry")
-                  > down.value("fer_camera_frames_processed_total", camera="angry") else None, timeout=90)
+                  daemon.metrics_when(lambda m: m.value("fer_camera_up", camera="angry") == 1
+                                      and m.value("fer_camera_frames_processed_total", camera="angry")
+                                      > down.value("fer_camera_frames_processed_total", camera="angry")), timeout=90)
     assert up.value("fer_camera_reconnects_total", camera="angry") > before.value("fer_camera_reconnects_total", camera="angry")
     assert up.value("fer_camera_stalls_total", camera="angry") >= 1
     assert up.value("fer_camera_frames_processed_total", camera="smile") > smile_frames
@@ -204,9 +218,13 @@ def test_killed_inference_worker_is_restarted_and_classification_resumes(daemon:
     camera_pids = daemon.camera_pids()
     old = daemon.status()["pids"]["inference"]
     os.kill(old, signal.SIGKILL)
-    new = wait_for("a new inference worker", lambda: (p := daemon.status()["pids"].get("inference")) not in (None, old) and p, timeout=60)
+    def new_pid():
+        pid = daemon.status()["pids"].get("inference")
+        return pid if pid not in (None, old) else None
+
+    new = wait_for("a new inference worker", new_pid, timeout=60)
     m = wait_for("the restart counted",
-                 lambda: (m := daemon.metrics()) if m.value("fer_worker_restarts_total", worker="inference") >= 1 else None, timeout=30)
+                 daemon.metrics_when(lambda m: m.value("fer_worker_restarts_total", worker="inference") >= 1), timeout=30)
     wait_for("model loaded again", lambda: daemon.status()["model"] is not None, timeout=60)
     classified = m.value("fer_faces_classified_total")
     wait_for("classification resumed",

@@ -102,7 +102,8 @@ class CameraLoop:
         self.period = 1.0 / settings.camera.fps
         self.source = FrameSource(settings.camera, start=False)
         self.detector = create_detector(settings.detector)
-        self.tracker = IouTracker(settings.tracking)
+        tracking = settings.tracking
+        self.tracker = IouTracker(tracking.iou_threshold, tracking.max_missed_s, tracking.min_hits)
         self.rules = (
             AlertTracker(settings.alert_rules, spec.name, list(spec.labels), spec.model_id, spec.model_version)
             if spec.alerts_enabled else None
@@ -167,21 +168,19 @@ class CameraLoop:
         self._processed_times.append(time.monotonic())
 
         update = self.tracker.update(detections, frame.captured_at)
-        for track in update.active:
+        for track in update.active:  # confirmed tracks seen in this frame
             state = self.tracks.setdefault(track.track_id, TrackState(track.box))
             state.box = track.box
-            if not track.seen_at(frame.captured_at):
-                continue  # coasting on an old detection: nothing new to classify
             face = prepare_face(crop_face(image, track.box), self.spec.input_size)
             self.queues.requests.put(
                 FaceRequest(self.name, track.track_id, frame.frame_id, frame.captured_at, frame.captured_monotonic, face)
             )
-        for track in update.ended:
-            self.tracks.pop(track.track_id, None)
+        for track_id in update.ended:
+            self.tracks.pop(track_id, None)
             if self.rules is not None:
-                for alert in self.rules.forget(track.track_id, frame.captured_at):
+                for alert in self.rules.forget(track_id, frame.captured_at):
                     self.queues.alerts.put(alert)
-        self.m_tracks.set(len(update.active))
+        self.m_tracks.set(len(self.tracks))
         self.maybe_send_view(image)
 
     def handle_results(self) -> None:
@@ -224,7 +223,10 @@ class CameraLoop:
 
         from fer_stream.faces import draw_annotations
 
-        annotated = draw_annotations(image.copy(), self.track_views())
+        views = self.track_views()
+        annotated = draw_annotations(
+            image, [(v.box, v.emotion, v.score, v.track_id, v.alerting) for v in views], alerting=any(v.alerting for v in views)
+        )
         scale = VIEW_WIDTH / annotated.shape[1]
         if scale < 1:
             annotated = cv2.resize(annotated, (VIEW_WIDTH, round(annotated.shape[0] * scale)), interpolation=cv2.INTER_AREA)
