@@ -199,3 +199,20 @@ def test_redis_outage_during_an_episode_delivers_the_alert_once_after_the_restar
     assert len(ids) == len(set(ids)), "an alert was added to the stream twice"
     assert starts[0]["alert_id"] in ids
     assert len({a["alert_id"] for a in subscriber.alerts()}) == len(subscriber.alerts()), f"duplicates: {err}"
+
+
+def test_bad_redis_credentials_stop_the_daemon_at_start_with_a_clear_message(tmp_path, media_dir, yunet_model):
+    server = RedisServer(tmp_path, password="the-right-one")
+    server.start()
+    try:
+        config = tmp_path / "cameras.yaml"
+        config.write_text(f"redis:\n  url: {server.url}\ncameras:\n{camera('angry', media_dir / 'angry_man.mp4')}")
+        env = subprocess_env(FER_STREAM_REDIS_PASSWORD="a-wrong-one")
+        env.pop("FER_STREAM_REDIS_URL", None)
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        done = subprocess.run([FER_STREAM, "run", "--config", str(config)], capture_output=True, text=True, env=env, timeout=120)
+    finally:
+        server.stop()
+    assert done.returncode == 2
+    assert "refused the credentials" in done.stderr and "FER_STREAM_REDIS_PASSWORD" in done.stderr
+    assert "a-wrong-one" not in done.stderr + done.stdout and "the-right-one" not in done.stderr + done.stdout
