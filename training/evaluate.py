@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_stream.inference.engine import Classifier, load_classifier
+from fer_stream.model_card import CARD_SUFFIX
 from fer_stream.preprocessing import to_model_input
 from training.dataset import load_faces, scan_label_folders
 
@@ -52,7 +53,7 @@ def evaluate(data_dir: str | Path, out: str | Path, *, model: str | Path | None 
     from training.reports import compute_metrics, format_table, plot_confusion_matrix, plot_roc_curves
 
     if backend == "auto" and model is not None:  # a named file is evaluated as itself
-        backend = "tensorflow" if Path(model).suffix == ".keras" else "litert"
+        backend = "tensorflow" if Path(model).name.removesuffix(CARD_SUFFIX).endswith(".keras") else "litert"
     classifier = load_classifier(model, backend=backend)
     print(f"evaluate: {classifier.model_path} ({classifier.card.model_id} {classifier.card.version}, "
           f"{classifier.card.quantization}, {classifier.backend}) on {data_dir}", file=sys.stderr, flush=True)

@@ -127,9 +127,12 @@ def export(run_dir: str | Path, out: str | Path, *, val_dir: str | Path | None =
            calib_dir: str | Path | None = None, version: str | None = None,
            formats: tuple[str, ...] = FORMATS) -> list[Path]:
     """Write the requested formats of a run into ``out`` with their cards; returns the model files."""
-    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        raise ExportError("export converts through TensorFlow: run it with KERAS_BACKEND=tensorflow (or unset).")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ExportError(f"export converts through TensorFlow but Keras runs on '{keras.backend.backend()}': "
+                          "run it with KERAS_BACKEND=tensorflow.")
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ExportError(f"unknown export format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}.")

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
@@ -104,6 +105,7 @@ def plot_history(history_csv: str | Path, png: str | Path) -> Path:
                 ax.plot(epochs, [float(r[key]) for r in rows], style, marker="o", markersize=3,
                         label="validation" if prefix else "training")
         ax.set(xlabel="epoch", ylabel=metric, title=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, png)

@@ -127,8 +127,12 @@ class _TensorFlowRunner:
 
     def __init__(self, path: Path):
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-        import keras
-        import tensorflow as tf
+        try:
+            import keras
+            import tensorflow as tf
+        except ImportError as exc:
+            raise ModelCardError(f"{path}: the tensorflow backend needs TensorFlow and Keras ({exc}). "
+                                 "Install them (pip install 'fer-stream[train]') or use the litert backend.") from exc
 
         if keras.backend.backend() != "tensorflow":
             raise ModelCardError(f"{path}: the TensorFlow backend needs KERAS_BACKEND=tensorflow (it is '{keras.backend.backend()}').")
@@ -176,8 +180,10 @@ def _check_shapes(card: ModelCard, model_file: Path, input_shape: tuple[int, ...
 def load_classifier(path: str | Path | None = None, backend: Backend = "auto", num_threads: int | None = None) -> Classifier:
     """Load a model (``.tflite``, ``.keras`` or its card) for inference.
 
-    ``auto`` picks TensorFlow when it sees a GPU and the ``.keras`` export is
-    there, and LiteRT on the ``.tflite`` otherwise.
+    ``auto`` picks TensorFlow on the ``.keras`` export when TensorFlow sees a GPU
+    (even when ``path`` names an int8 file: the GPU runs the float model), and
+    LiteRT on the named ``.tflite`` (or the float ``.tflite`` beside a ``.keras``) otherwise.
+    ``num_threads`` applies to LiteRT.
     """
     card, model_file = load_card(default_model_path() if path is None else path)
     if backend == "auto":
