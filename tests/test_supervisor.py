@@ -34,3 +34,35 @@ def test_summary_lists_every_camera_and_face() -> None:
     assert "fer-mobilenet-a050-96 (litert)" in text and "alerts: 1" in text
     assert "#4 angry 0.81 ALERT" in text
     assert "calm" in text and "down" in text and "no faces" in text
+
+
+def _run_daemon(config: str, tmp_path, **env: str):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "cameras.yaml"
+    path.write_text(config)
+    fer_stream = str(Path(sys.executable).with_name("fer-stream"))
+    return subprocess.run([fer_stream, "run", "--config", str(path)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+
+
+def test_broken_config_exits_2_naming_the_key(tmp_path) -> None:
+    done = _run_daemon("cameras:\n  - name: door\n    source: 0\n    fps: fast\n    colour: red\n", tmp_path)
+    assert done.returncode == 2
+    assert "cameras[0].fps" in done.stderr and "cameras[0].colour" in done.stderr
+
+
+def test_model_that_does_not_match_its_card_exits_2_naming_the_file(tmp_path) -> None:
+    import json
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"not a model")
+    card = {"model_id": "x", "version": "1", "file": "m.tflite", "format": "tflite", "sha256": "0" * 64,
+            "labels": ["angry"], "input_size": 48, "preset": "p", "imagenet_weights": False, "architecture": "a"}
+    (tmp_path / "m.tflite.card.json").write_text(json.dumps(card))
+    done = _run_daemon(f"model:\n  path: {model}\ncameras:\n  - name: door\n    source: 0\n", tmp_path)
+    assert done.returncode == 2
+    assert "m.tflite" in done.stderr and "sha256" in done.stderr
