@@ -1,4 +1,4 @@
-"""The MobileNet-family classifier and its training-time augmentation."""
+"""The MobileNet-family classifier."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ def build_classifier(preset: Preset, num_classes: int, weights: str | Path | Non
         kwargs["include_preprocessing"] = False
     backbone = _BACKBONES[preset.architecture](alpha=preset.alpha, **kwargs)
     backbone.trainable = not preset.freeze_backbone
+    if weights is None:
+        _shorten_batchnorm_memory(backbone)
 
     inputs = keras.Input((preset.input_size, preset.input_size, 3), name="face")
     # MobileNet's ImageNet weights expect [-1, 1]; the shared preprocessing gives [0, 1].
@@ -40,22 +42,20 @@ def build_classifier(preset: Preset, num_classes: int, weights: str | Path | Non
     return keras.Model(inputs, outputs, name=preset.model_id)
 
 
-def build_augmenter(preset: Preset) -> keras.Sequential:
-    """Random geometric/photometric changes, active only while training."""
-    aug = preset.augmentation
-    layers: list[keras.layers.Layer] = []
-    if aug.horizontal_flip:
-        layers.append(keras.layers.RandomFlip("horizontal"))
-    if aug.rotation:
-        layers.append(keras.layers.RandomRotation(aug.rotation, fill_mode="reflect"))
-    if aug.zoom:
-        layers.append(keras.layers.RandomZoom(aug.zoom, aug.zoom, fill_mode="reflect"))
-    if aug.shear:
-        layers.append(keras.layers.RandomShear(x_factor=aug.shear, y_factor=aug.shear, fill_mode="reflect"))
-    if aug.shift:
-        layers.append(keras.layers.RandomTranslation(aug.shift, aug.shift, fill_mode="reflect"))
-    if aug.contrast:
-        layers.append(keras.layers.RandomContrast(aug.contrast, value_range=(0, 1)))
-    if aug.erasing:
-        layers.append(keras.layers.RandomErasing(factor=aug.erasing, scale=(0.02, 0.2), value_range=(0, 1)))
-    return keras.Sequential(layers, name="augment")
+#: Moving-statistics momentum for batch normalisation when training from scratch.
+SCRATCH_BN_MOMENTUM = 0.9
+
+
+def _shorten_batchnorm_memory(backbone: keras.Model) -> None:
+    """Let moving statistics forget their initial values within ~50 steps instead of ~1,000.
+
+    Keras' MobileNets use momentum 0.99, so 10% of the initial moving variance
+    (1.0) is still there after 230 steps. From scratch, depthwise outputs have
+    variances near 0.005, so inference-mode activations shrink layer by layer and
+    the model answers one class for every face until the statistics catch up:
+    validation accuracy is meaningless for the first epochs and short runs
+    (smoke tests, small fine-tuning sets) never leave that state.
+    """
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = SCRATCH_BN_MOMENTUM

@@ -22,8 +22,9 @@ import numpy as np
 from fer_stream.preprocessing import to_model_input
 from training.dataset import (FER2013_LABELS, FaceArrays, LabelledFiles, cap_per_class, content_groups, load_faces,
                               scan_label_folders, split_validation)
-from training.model import build_augmenter, build_classifier
-from training.presets import Preset
+from training.augment import augment_faces
+from training.model import build_classifier
+from training.presets import Augmentation, Preset
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,12 @@ class FaceBatches(keras.utils.PyDataset):
     """Batches of prepared faces through the shared ``to_model_input``; mixup optional."""
 
     def __init__(self, faces, targets, num_classes, batch_size, *, shuffle, mixup_alpha=0.0,
-                 steps=None, seed=0, **kwargs):
+                 augmentation: Augmentation | None = None, steps=None, seed=0, **kwargs):
         super().__init__(**kwargs)
         self.faces, self.targets = faces, targets
         self.num_classes, self.batch_size = num_classes, batch_size
         self.shuffle, self.mixup_alpha = shuffle, mixup_alpha
+        self.augmentation, self.seed, self.epoch = augmentation, seed, 0
         self.rng = np.random.default_rng(seed)
         self.steps = steps or math.ceil(len(faces) / batch_size)
         self.order = np.arange(len(faces))
@@ -50,6 +52,7 @@ class FaceBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         if self.shuffle:
             self.rng.shuffle(self.order)
+        self.epoch += 1
 
     def __getitem__(self, index):
         if self.shuffle:  # wraps around, so a fixed steps_per_epoch always gets full batches
@@ -57,11 +60,15 @@ class FaceBatches(keras.utils.PyDataset):
             idx = np.take(self.order, range(start, start + self.batch_size), mode="wrap")
         else:
             idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        x = to_model_input(self.faces[idx])
+        rng = np.random.default_rng((self.seed, self.epoch, index))  # loader threads never share one
+        faces = self.faces[idx]
+        if self.augmentation is not None:
+            faces = augment_faces(faces, self.augmentation, rng)
+        x = to_model_input(faces)
         y = np.eye(self.num_classes, dtype=np.float32)[self.targets[idx]]
         if self.mixup_alpha > 0:
-            lam = np.float32(self.rng.beta(self.mixup_alpha, self.mixup_alpha))
-            perm = self.rng.permutation(len(idx))
+            lam = np.float32(rng.beta(self.mixup_alpha, self.mixup_alpha))
+            perm = rng.permutation(len(idx))
             x = lam * x + (1 - lam) * x[perm]
             y = lam * y + (1 - lam) * y[perm]
         return x, y
@@ -203,13 +210,12 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
                     "e.g. FER-2013's PublicTest): validation accuracy is slightly optimistic", data.val_duplicates_in_train)
 
     train_batches = FaceBatches(faces, targets, len(labels), preset.batch_size, shuffle=True,
-                                mixup_alpha=preset.mixup_alpha, steps=preset.steps_per_epoch, seed=seed,
+                                mixup_alpha=preset.mixup_alpha, augmentation=preset.augmentation, steps=preset.steps_per_epoch, seed=seed,
                                 workers=workers, use_multiprocessing=False)
     val_batches = FaceBatches(val.faces, val.targets, len(labels), 256, shuffle=False)
 
     classifier = build_classifier(preset, len(labels), weights)
-    inputs = keras.Input(classifier.input_shape[1:])
-    trainer = keras.Model(inputs, classifier(build_augmenter(preset)(inputs)), name="trainer")
+    trainer = classifier
     trainer.compile(
         optimizer=_optimizer(preset, len(train_batches)),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=preset.label_smoothing),
