@@ -91,3 +91,15 @@ def test_evaluate_missing_data_dir_is_a_clear_error(tmp_path, capsys):
                  "--model", str(smoke_run().exported(".tflite"))]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'nope'}: data directory not found" in err
+
+
+@pytest.mark.parametrize("suffix", [".tflite", ".int8.tflite"])
+def test_exported_model_answers_differently_for_different_faces(suffix):
+    """A model whose batch-norm statistics lag its weights answers one class for every face; even a tiny run must not."""
+    from fer_stream.preprocessing import to_model_input
+    from training.dataset import load_faces
+
+    smoke = smoke_run()
+    faces = load_faces(scan_label_folders(smoke.val), SMOKE_SIZE)
+    probs = load_classifier(smoke.exported(suffix), backend="litert").predict(to_model_input(faces.faces))
+    assert probs.std(axis=0).max() > 1e-3, "the same output for every face"

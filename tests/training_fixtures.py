@@ -51,7 +51,7 @@ class SmokeRun:
 
 @functools.cache
 def smoke_run() -> SmokeRun:
-    """``fer-train train`` (tiny, 1 epoch, 48x48) then ``fer-train export`` with validation."""
+    """``fer-train train`` (tiny: 30 faces a class, 2 epochs, 48x48) then ``fer-train export`` with validation."""
     from training.cli import main
 
     require_shared()
@@ -59,7 +59,7 @@ def smoke_run() -> SmokeRun:
     atexit.register(shutil.rmtree, root, True)
     val = small_label_dir(root / "val", FER_VAL, 12)
     run, export = root / "run", root / "export"
-    assert main(["train", "--data", str(FER_TRAIN), "--val", str(val), "--out", str(run), "--limit-per-class", "15",
-                 "--epochs", "1", "--input-size", str(SMOKE_SIZE), "--batch-size", "32", "--workers", "1"]) == 0
+    assert main(["train", "--data", str(FER_TRAIN), "--val", str(val), "--out", str(run), "--limit-per-class", "30",
+                 "--epochs", "2", "--input-size", str(SMOKE_SIZE), "--batch-size", "16", "--workers", "1"]) == 0
     assert main(["export", "--run", str(run), "--out", str(export), "--val", str(val), "--version", "0.0.test"]) == 0
     return SmokeRun(root, run, export, val)

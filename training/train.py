@@ -119,6 +119,53 @@ class StopAfter(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def _accuracy(model: keras.Model, arrays: FaceArrays, batch_size: int = 256) -> float:
+    probs = np.concatenate([model.predict_on_batch(to_model_input(arrays.faces[i:i + batch_size]))
+                            for i in range(0, len(arrays.faces), batch_size)])
+    return float(np.mean(probs.argmax(axis=1) == arrays.targets))
+
+
+def _trainable_batchnorm(model: keras.Model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _trainable_batchnorm(layer)
+        elif isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
+            yield layer
+
+
+def recalibrate_batchnorm(model: keras.Model, faces: np.ndarray, val: FaceArrays, *, batch_size: int = 128,
+                          max_batches: int = 100, seed: int = 0) -> dict:
+    """Precise BN: replace the moving statistics by their exact average over clean training batches.
+
+    The moving averages kept during training lag the weights (most at the best
+    checkpoint of a short run, see ``training.model.SCRATCH_BN_MOMENTUM``) and were
+    gathered on augmented, mixed-up batches, unlike what inference sees. The new
+    statistics are kept only if validation accuracy does not drop.
+    """
+    layers = list(_trainable_batchnorm(model))
+    if not layers:
+        return {"applied": False, "reason": "no trainable batch normalisation"}
+    before = _accuracy(model, val)
+    saved_weights = model.get_weights()
+    momenta = [layer.momentum for layer in layers]
+    order = np.random.default_rng(seed).permutation(len(faces))[: batch_size * max_batches]
+    try:
+        for k, start in enumerate(range(0, len(order), batch_size)):
+            for layer in layers:
+                layer.momentum = k / (k + 1)  # running mean over the batches seen so far
+            model(to_model_input(faces[np.sort(order[start:start + batch_size])]), training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    after = _accuracy(model, val)
+    kept = after >= before
+    if not kept:
+        model.set_weights(saved_weights)
+    log.info("batch-norm statistics recomputed on %d training faces: val accuracy %.4f -> %.4f (%s)",
+             len(order), before, after, "kept" if kept else "reverted")
+    return {"applied": kept, "val_accuracy_before": before, "val_accuracy_after": after, "faces": int(len(order))}
+
+
 @dataclass
 class TrainResult:
     model_path: Path
@@ -238,6 +285,7 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
                           callbacks=callbacks, verbose=2)
     if best_weights.exists():
         trainer.load_weights(str(best_weights))
+    recalibration = recalibrate_batchnorm(classifier, faces, val, seed=seed)
     model_path = out / f"{preset.model_id}.keras"
     classifier.save(model_path)
     wall = time.monotonic() - started
@@ -255,6 +303,7 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
         "validation_duplicates_in_train": data.val_duplicates_in_train,
         "imagenet_weights": weights is not None,
         "best_val_accuracy": best,
+        "batchnorm_recalibration": recalibration,
         "wall_seconds": wall,
         "epochs_done": len(rows),
         "completed": not (budget and budget.stopped_early),
