@@ -1,0 +1,38 @@
+# Two commands for a fresh machine (Debian + Python 3.11):
+#   make demo   set everything up and run the daemon on the built-in demo
+#   make test   set everything up and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Debian packages the daemon and the tests use: Redis (alerts), GStreamer's RTSP
+# server (a real camera stream on loopback), Prometheus (dashboard check).
+DEB_PACKAGES := redis-server prometheus python3-gi gir1.2-gst-rtsp-server-1.0 \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test setup system-packages clean
+
+demo: setup
+	$(BIN)/fer-stream demo
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+setup: system-packages $(VENV)/.installed
+
+system-packages:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[train,test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) *.egg-info
