@@ -15,14 +15,16 @@ def _train(args: argparse.Namespace) -> int:
 
     preset = PRESETS[args.preset]
     overrides = {k: v for k, v in (("epochs", args.epochs), ("alpha", args.alpha), ("input_size", args.input_size),
-                                   ("batch_size", args.batch_size), ("architecture", args.architecture)) if v is not None}
+                                   ("batch_size", args.batch_size), ("architecture", args.architecture),
+                                   ("learning_rate", args.learning_rate), ("warmup_epochs", args.warmup_epochs)) if v is not None}
     if overrides:
         preset = preset.model_copy(update=overrides)
         preset = type(preset).model_validate(preset.model_dump())
     try:
         result = train(preset, args.data, args.out, val_dir=args.val, imagenet_weights_path=args.imagenet_weights,
                        if_no_imagenet=args.if_no_imagenet, seed=args.seed, limit_per_class=args.limit_per_class,
-                       workers=args.workers, max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+                       workers=args.workers, max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+                       init_weights=args.init_weights)
     except ImageNetWeightsMissing as exc:
         print(f"fer-train: {exc}", file=sys.stderr)
         return 2
@@ -97,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit-per-class", type=int, help="use at most N images a class (smoke runs)")
     t.add_argument("--seed", type=int, default=1337)
     t.add_argument("--workers", type=int, default=4, help="threads that prepare batches")
+    t.add_argument("--learning-rate", type=float, help="peak learning rate")
+    t.add_argument("--warmup-epochs", type=int)
+    t.add_argument("--init-weights", help="start from these weights (e.g. an earlier run's best.weights.h5) to fine-tune")
     t.add_argument("--max-minutes", type=float, help="stop at the first epoch end after this wall time; rerun to resume")
     t.add_argument("--export-to", help="after training, export the model into this directory (like 'fer-train export')")
     t.set_defaults(func=_train)

@@ -12,6 +12,7 @@ import csv
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,7 +242,7 @@ def prepare_data(preset: Preset, data_dir: str | Path, *, val_dir: str | Path | 
 def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str | Path | None = None,
           imagenet_weights_path: str | None = None, if_no_imagenet: str = "stop", seed: int = 1337,
           limit_per_class: int | None = None, workers: int = 4,
-          max_seconds: float | None = None) -> TrainResult:
+          max_seconds: float | None = None, init_weights: str | Path | None = None) -> TrainResult:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
@@ -262,6 +263,8 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
     val_batches = FaceBatches(val.faces, val.targets, len(labels), 256, shuffle=False)
 
     classifier = build_classifier(preset, len(labels), weights)
+    if init_weights is not None:  # fine-tune: continue from an earlier run's best weights
+        classifier.load_weights(str(init_weights))
     trainer = classifier
     trainer.compile(
         optimizer=_optimizer(preset, len(train_batches)),
@@ -270,7 +273,8 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
     )
     best_weights = out / "best.weights.h5"
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        # Kept when the time budget stops the run, so the same command resumes it.
+        keras.callbacks.BackupAndRestore(str(out / "backup"), delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(str(best_weights), monitor="val_accuracy", mode="max",
                                         save_best_only=True, save_weights_only=True),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
@@ -283,6 +287,8 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
         callbacks.append(budget)
     history = trainer.fit(train_batches, validation_data=val_batches, epochs=preset.epochs,
                           callbacks=callbacks, verbose=2)
+    if not (budget and budget.stopped_early):
+        shutil.rmtree(out / "backup", ignore_errors=True)
     if best_weights.exists():
         trainer.load_weights(str(best_weights))
     recalibration = recalibrate_batchnorm(classifier, faces, val, seed=seed)
@@ -309,6 +315,7 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
         "completed": not (budget and budget.stopped_early),
         "keras_backend": keras.backend.backend(),
         "seed": seed,
+        "init_weights": str(init_weights) if init_weights else None,
     }
     (out / "run.json").write_text(json.dumps(run, indent=1))
     try:
