@@ -2,7 +2,10 @@
 
 A reader thread decodes continuously and keeps only the newest frame, so a slow
 consumer never builds latency; frames it replaced before anyone took them are
-counted as skipped (``reason="stale"``). A stream that fails to open, breaks or
+counted as skipped (``reason="stale"``). A file read with ``realtime: false`` is
+the exception: there is no clock to keep up with, so the reader hands over every
+frame in order and waits until it is taken (decoding a frame only to drop it
+would spend the CPU the pipeline needs). A stream that fails to open, breaks or
 stalls (no frame for ``stall_timeout_s``) marks the camera down and is reopened
 with exponential backoff and jitter; the camera comes back up on its own. A
 file that ends is *finished* (or starts again with ``loop``), not an error.
@@ -95,6 +98,7 @@ class FrameSource:
             if frame is None or frame.frame_id <= self._taken_id:
                 return None
             self._taken_id = frame.frame_id
+            self._changed.notify_all()  # a lockstep reader waits for this
             return frame
 
     def close(self, timeout: float = 2.0) -> None:
@@ -115,6 +119,10 @@ class FrameSource:
         return f"FrameSource({self.camera.name}, {self.camera.redacted_source}, {self._state})"
 
     # --- reader thread -------------------------------------------------------------
+
+    @property
+    def _lockstep(self) -> bool:
+        return self.camera.kind == "file" and not self.camera.realtime
 
     def _has_news(self) -> bool:
         fresh = self._frame is not None and self._frame.frame_id > self._taken_id
@@ -206,6 +214,11 @@ class FrameSource:
     def _publish(self, image: np.ndarray, monotonic_now: float) -> None:
         FRAMES_READ.labels(camera=self.camera.name).inc()
         with self._changed:
+            if self._lockstep:
+                self._changed.wait_for(lambda: self._frame is None or self._frame.frame_id <= self._taken_id or self._stop.is_set())
+                if self._stop.is_set():
+                    return
+                monotonic_now = time.monotonic()  # the frame arrives when the consumer can take it
             if self._frame is not None and self._frame.frame_id > self._taken_id:
                 FRAMES_SKIPPED.labels(camera=self.camera.name, reason="stale").inc()
             self._frame = Frame(self._next_id, time.time(), monotonic_now, image)
