@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from fer_stream.camera.source import SourceState
@@ -74,6 +75,9 @@ def main(spec: CameraSpec, queues: CameraQueues, view_wanted, parent_pid: int) -
     from fer_stream.supervisor.child import parent_alive, start_child
 
     stop = start_child(f"camera {spec.name}", spec.log_level)
+    # One process per camera already spreads cameras over the cores; OpenCV's own
+    # thread pool in every camera process would only oversubscribe them.
+    cv2.setNumThreads(1)
     for q in queues.outgoing():
         q.detach_on_exit()
     loop = CameraLoop(spec, queues, view_wanted)
