@@ -90,6 +90,21 @@ class BoundedQueue(Generic[T]):
         """Let this process exit without flushing unsent items (the peer may be gone)."""
         self._queue.cancel_join_thread()
 
+    def flush(self, timeout: float) -> bool:
+        """Close this end and wait up to ``timeout`` s until everything put here is in the pipe.
+
+        For a process about to exit with messages that must arrive (a camera's
+        last alerts): ``detach_on_exit`` alone may drop what the feeder thread
+        has not yet written, and an unbounded join could hang on a dead peer.
+        Returns False if the timeout passed first.
+        """
+        self._queue.close()
+        feeder = self._queue._thread  # type: ignore[attr-defined]  # None when nothing was ever put
+        if feeder is None:
+            return True
+        feeder.join(timeout)
+        return not feeder.is_alive()
+
     def release_stale_locks(self, reader: bool, writer: bool, grace_s: float = 1.0) -> list[str]:
         """Free locks a killed process may have held; returns the names of the locks freed.
 

@@ -141,7 +141,7 @@ def test_tls_options_need_rediss(monkeypatch):
 
 def test_rules_validation_messages():
     with pytest.raises(ValidationError, match=r"release_threshold \(0.6\) must be below enter_threshold \(0.5\)"):
-        AlertRules(release_threshold=0.6)
+        AlertRules(enter_threshold=0.5, release_threshold=0.6)
     with pytest.raises(ValidationError, match="watched is empty"):
         AlertRules(watched=[])
     with pytest.raises(ValidationError, match="twice"):
@@ -154,4 +154,4 @@ def test_rules_validation_messages():
 
 def test_override_that_breaks_hysteresis_is_refused_when_merged():
     with pytest.raises(ValidationError, match="must be below enter_threshold"):
-        AlertRules().merged(AlertRulesOverride(enter_threshold=0.3))
+        AlertRules().merged(AlertRulesOverride(enter_threshold=AlertRules().release_threshold - 0.05))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -39,8 +41,12 @@ def test_sustained_angry_gives_exactly_one_start_at_min_duration():
     assert [a.event for a in alerts] == ["start"]
     start = alerts[0]
     assert start.emotion == "angry" and start.camera == "door" and start.track_id == 1
-    assert start.duration_s == pytest.approx(2.0, abs=0.11)
-    assert start.started_at.timestamp() == pytest.approx(T0, abs=1e-3)
+    assert start.duration_s == pytest.approx(rules.rules.min_duration_s, abs=0.11)
+    # The average starts uniform (1/7) and reaches enter_threshold after H * log2((0.8 - 1/7) / (0.8 - enter)),
+    # rounded up to the next frame.
+    half_life, enter = rules.rules.smoothing_half_life_s, rules.rules.enter_threshold
+    crossing = math.ceil(10 * half_life * math.log2((0.8 - 1 / 7) / (0.8 - enter))) / 10
+    assert start.started_at.timestamp() == pytest.approx(T0 + crossing, abs=1e-3)
     assert start.box.model_dump() == {"x": 10, "y": 20, "w": 50, "h": 60}
     assert start.frame.width == 640 and start.model.id == "fer-mobilenet" and start.host == "testhost"
     assert rules.is_alerting(1)
@@ -65,7 +71,7 @@ def test_min_observations_holds_back_a_slow_stream():
     rules = tracker(min_duration_s=1.0, min_observations=5)
     alerts, t = feed(rules, 1, probs(angry=0.9), T0, 3, fps=1)  # 3 frames over 3 s
     assert alerts == []
-    alerts, _ = feed(rules, 1, probs(angry=0.9), t, 2, fps=1)
+    alerts, _ = feed(rules, 1, probs(angry=0.9), t, 3, fps=1)  # the 5th frame above enter, at T0 + 5
     assert [a.event for a in alerts] == ["start"]
 
 
@@ -112,10 +118,10 @@ def test_cooldown_blocks_a_new_episode_on_the_same_track_and_emotion():
 
 
 def test_angry_and_fear_are_separate_episodes():
-    rules = tracker()
-    alerts, _ = feed(rules, 1, probs(angry=0.45, fear=0.45), T0, 5)
-    assert sorted((a.emotion, a.event) for a in alerts) == []  # both below enter 0.5
-    alerts, _ = feed(rules, 3, probs(angry=0.5, fear=0.5), T0, 5)
+    rules = tracker(enter_threshold=0.45, release_threshold=0.3)
+    alerts, _ = feed(rules, 1, probs(angry=0.4, fear=0.4), T0, 8)
+    assert sorted((a.emotion, a.event) for a in alerts) == []  # both below enter 0.45
+    alerts, _ = feed(rules, 3, probs(angry=0.48, fear=0.48), T0, 8)
     assert sorted((a.emotion, a.event) for a in alerts) == [("angry", "start"), ("fear", "start")]
 
 
@@ -190,6 +196,9 @@ def test_forget_all_ends_every_open_episode_when_the_camera_stops():
 def test_smoothed_scores_follow_the_half_life():
     rules = tracker(smoothing_half_life_s=1.0)
     rules.observe(1, probs(angry=0.9), T0, BOX, FRAME)
-    rules.observe(1, probs(angry=0.1), T0 + 1.0, BOX, FRAME)  # one half-life later: halfway
-    assert rules.smoothed(1)["angry"] == pytest.approx(0.5)
+    assert rules.smoothed(1)["angry"] == pytest.approx(1 / 7)  # a new face starts from no opinion
+    rules.observe(1, probs(angry=0.1), T0 + 1.0, BOX, FRAME)  # one half-life later: halfway to 0.1
+    assert rules.smoothed(1)["angry"] == pytest.approx((1 / 7 + 0.1) / 2)
+    rules.observe(1, probs(angry=0.9), T0 + 2.0, BOX, FRAME)
+    assert rules.smoothed(1)["angry"] == pytest.approx(((1 / 7 + 0.1) / 2 + 0.9) / 2)
     assert set(rules.smoothed(1)) == {"angry", "fear"} and rules.smoothed(99) is None

@@ -161,9 +161,9 @@ class AlertRules(BaseModel):
     smoothing_half_life_s: float = Field(
         1.0, gt=0, description="half-life of the exponential moving average of each class, in seconds of frame time"
     )
-    enter_threshold: float = Field(0.5, gt=0, le=1, description="smoothed probability at which an episode may start")
-    release_threshold: float = Field(0.35, ge=0, lt=1, description="smoothed probability below which an episode ends")
-    min_duration_s: float = Field(2.0, ge=0, description="the smoothed score must stay >= enter_threshold this long")
+    enter_threshold: float = Field(0.4, gt=0, le=1, description="smoothed probability at which an episode may start")
+    release_threshold: float = Field(0.25, ge=0, lt=1, description="smoothed probability below which an episode ends")
+    min_duration_s: float = Field(1.0, ge=0, description="the smoothed score must stay >= enter_threshold this long")
     min_observations: int = Field(5, ge=1, description="classifications needed above enter_threshold before a start")
     cooldown_s: float = Field(60.0, ge=0, description="after an episode, no new start for the same camera, track, emotion")
 

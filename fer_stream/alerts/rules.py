@@ -5,6 +5,9 @@ every classification result and hands the returned alerts to the supervisor.
 Everything is driven by the frames' capture times, so a slow or bursty pipeline
 does not change what counts as "sustained".
 
+Smoothing: per track, a time-weighted exponential moving average of the class
+probabilities (half-life in seconds), starting from the uniform distribution.
+
 Per (track, watched emotion) the state is: idle -> candidate (smoothed score
 >= enter_threshold; start time and observations counted) -> episode (a start
 event was emitted once the candidate lasted min_duration_s with
@@ -107,14 +110,17 @@ class AlertTracker:
         alerts = self._sweep(t, keep=track_id)
         track = self._tracks.get(track_id)
         if track is None:
-            track = _Track(smoothed=probs.copy(), last_t=t, box=box, frame_size=frame_size)
+            # A new face starts from no opinion (uniform), not from its first frame: that frame is often
+            # a half-visible or blurred face (smiling_woman_phone.mp4's reads angry 0.57, docs/alerts.md).
+            prior = np.full(len(self.labels), 1.0 / len(self.labels))
+            track = _Track(smoothed=prior, last_t=t, box=box, frame_size=frame_size)
             self._tracks[track_id] = track
             alerts += self._enforce_cap(keep=track_id)
-        else:
-            dt = max(t - track.last_t, 0.0)
-            alpha = 1.0 - 0.5 ** (dt / self.rules.smoothing_half_life_s)
-            track.smoothed += alpha * (probs - track.smoothed)
-            track.last_t, track.box, track.frame_size = t, box, frame_size
+        # Each classification stands for the time since the previous one, so the first one weighs nothing.
+        dt = max(t - track.last_t, 0.0)
+        alpha = 1.0 - 0.5 ** (dt / self.rules.smoothing_half_life_s)
+        track.smoothed += alpha * (probs - track.smoothed)
+        track.last_t, track.box, track.frame_size = t, box, frame_size
         for index in self._watched:
             alert = self._step(track_id, track, index, float(track.smoothed[index]), t)
             if alert is not None:

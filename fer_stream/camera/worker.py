@@ -29,6 +29,8 @@ STATUS_EVERY_S = 1.0
 VIEW_FPS = 2.0
 VIEW_WIDTH = 480
 JPEG_QUALITY = 70
+#: Longest a stopping camera waits for its last alerts (episode ends) to reach the supervisor's pipe.
+ALERT_FLUSH_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,14 @@ class CameraLoop:
         self.source.start()
 
     def close(self) -> None:
+        """Stop reading, end the open alert episodes and hand their end events over before the process exits."""
         self.source.close()
+        if self.rules is not None:
+            self.handle_results()  # classifications already back still count
+            for alert in self.rules.forget_all(time.time()):
+                self.queues.alerts.put(alert)
+        if not self.queues.alerts.flush(ALERT_FLUSH_S):
+            log.warning("the supervisor did not take the last alerts within %.0f s; they are lost", ALERT_FLUSH_S)
 
     def step(self) -> None:
         now = time.monotonic()
