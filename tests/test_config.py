@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel
 
 from fer_stream.config import ConfigError, FerStreamConfig, load_config, parse_config, redact_url
+from fer_stream.alerts.config import AlertRules
 from fer_stream.config import command as check_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,7 +216,7 @@ def test_an_override_that_breaks_the_merged_rules_fails_at_load(tmp_path, video)
     path = write(tmp_path, f"cameras:\n  - name: door\n    source: {video}\n    alert_rules:\n      release_threshold: 0.9\n")
     [problem] = problems_of(path)
     assert problem.startswith(f"{path}:1: (top level): camera 'door': its overrides do not combine")
-    assert "release_threshold (0.9) must be below enter_threshold (0.5)" in problem
+    assert f"release_threshold (0.9) must be below enter_threshold ({AlertRules().enter_threshold})" in problem
 
 
 def test_relative_paths_are_taken_from_the_config_files_directory(tmp_path, video, yunet_model):
