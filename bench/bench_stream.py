@@ -133,8 +133,9 @@ def camera_yaml(name: str, source: Path, *, realtime: bool, loop: bool, fps: flo
             f"    loop: {str(loop).lower()}\n    fps: {fps}\n")
 
 
-def config_yaml(cameras: str, max_batch: int, max_wait_ms: float) -> str:
-    return (f"detector:\n  backend: yunet\n  model_path: {YUNET}\n"
+def config_yaml(cameras: str, max_batch: int, max_wait_ms: float, detect_width: int | None) -> str:
+    width = "null" if detect_width is None else detect_width
+    return (f"detector:\n  backend: yunet\n  model_path: {YUNET}\n  detect_width: {width}\n"
             f"inference:\n  max_batch_size: {max_batch}\n  max_wait_ms: {max_wait_ms}\n"
             f"http:\n  host: 127.0.0.1\n  port: 0\n"
             f"alerts:\n  enabled: false\n"
@@ -208,42 +209,60 @@ def main() -> int:
     parser.add_argument("--capacity-seconds", type=float, default=30.0)
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
-    parser.add_argument("--fer-frames", type=int, default=150, help="frames per video for the fer loop (0 = all)")
+    parser.add_argument("--detect-width", type=int, default=320,
+                        help="detector.detect_width for every scenario (0 = full resolution)")
+    parser.add_argument("--fer-frames", type=int, default=0, help="frames per video for the fer loop (0 = all)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = parser.parse_args()
 
+    detect_width = args.detect_width or None
     videos = [SHARED / "media" / VIDEOS[i % len(VIDEOS)] for i in range(args.cameras)]
-    results: dict = {"cpu_count": os.cpu_count(), "cameras": args.cameras, "videos": [v.name for v in videos]}
+    results: dict = {"cpu_count": os.cpu_count(), "cameras": args.cameras, "videos": [v.name for v in videos],
+                     "detect_width": detect_width, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
+                     "loadavg_before": os.getloadavg()}
 
+    # fps 240 (the config's maximum) never throttles: the cameras process every frame of the files.
     cams = "".join(camera_yaml(f"file{i}", v, realtime=False, loop=True, fps=240) for i, v in enumerate(videos))
-    print(f"throughput: {args.cameras} file cameras as fast as they decode, {args.seconds:.0f} s ...", flush=True)
-    ours = run_scenario(config_yaml(cams, args.max_batch, args.max_wait_ms), args.seconds)
+    print(f"throughput: {args.cameras} file cameras, every frame, {args.seconds:.0f} s ...", flush=True)
+    ours = run_scenario(config_yaml(cams, args.max_batch, args.max_wait_ms, detect_width), args.seconds)
     ours["frames_per_s"] = round(ours["frames_processed"] / ours["wall_s"], 1)
     ours["faces_per_s"] = round(ours["faces_classified"] / ours["wall_s"], 1)
+    ours["loadavg_after"] = os.getloadavg()
     results["fer_stream"] = ours
     print(json.dumps(ours), flush=True)
 
     print("fer package: FER().detect_emotions(frame) per frame over the same videos ...", flush=True)
     results["fer_package"] = fer = fer_loop(videos, args.fer_frames or None)
+    fer["loadavg_after"] = os.getloadavg()
     print(json.dumps(fer), flush=True)
     results["speedup_frames_per_s"] = round(ours["frames_per_s"] / fer["frames_per_s"], 2)
 
     results["capacity"] = []
     with tempfile.TemporaryDirectory() as tmp:
         video = realtime_video(Path(tmp))
-        for n in [int(x) for x in args.capacity.split(",") if x]:
+
+        def realtime_run(n: int) -> dict:
             cams = "".join(camera_yaml(f"rt{i}", video, realtime=True, loop=True, fps=10) for i in range(n))
             print(f"capacity: {n} real-time cameras at 10 fps, 640x360, {args.capacity_seconds:.0f} s ...", flush=True)
-            run = run_scenario(config_yaml(cams, args.max_batch, args.max_wait_ms), args.capacity_seconds)
+            run = run_scenario(config_yaml(cams, args.max_batch, args.max_wait_ms, detect_width), args.capacity_seconds)
             per_camera = [f / run["wall_s"] for f in run["frames_per_camera"].values()]
             run["min_camera_fps"] = round(min(per_camera), 2)
             run["sustained"] = run["min_camera_fps"] >= 9.5 and run["queue_dropped"] == 0
             run["n"] = n
-            results["capacity"].append(run)
+            run["loadavg_after"] = os.getloadavg()
             print(json.dumps(run), flush=True)
-    sustained = [r["n"] for r in results["capacity"] if r["sustained"]]
-    results["max_sustained_cameras"] = max(sustained) if sustained else 0
-    print(json.dumps({k: results[k] for k in ("speedup_frames_per_s", "max_sustained_cameras")}), flush=True)
+            return run
+
+        for n in [int(x) for x in args.capacity.split(",") if x]:
+            results["capacity"].append(realtime_run(n))
+        sustained = [r["n"] for r in results["capacity"] if r["sustained"]]
+        results["max_sustained_cameras"] = max(sustained) if sustained else 0
+        if sustained:
+            # Latency target is stated at half the sustainable load.
+            half = max(1, results["max_sustained_cameras"] // 2)
+            tried = [r for r in results["capacity"] if r["n"] == half]
+            results["half_load"] = {"n": half, "latency_s": (tried[0] if tried else realtime_run(half))["latency_s"]}
+    print(json.dumps({k: results.get(k) for k in ("speedup_frames_per_s", "max_sustained_cameras", "half_load")}), flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
