@@ -32,7 +32,10 @@ DEPLOY = REPO / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "fer-stream-dashboard.json"
 PROMETHEUS_YML = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS_YML = DEPLOY / "prometheus" / "alerts.yml"
+UNIT = DEPLOY / "systemd" / "fer-stream.service"
+PROVISIONING = DEPLOY / "grafana" / "provisioning"
 PROMTOOL = shutil.which("promtool")
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 PROMETHEUS = shutil.which("prometheus")
 RATE_INTERVAL = "15s"  # what Grafana's $__rate_interval becomes at a 1 s scrape interval (and more)
 
@@ -147,6 +150,26 @@ def test_panels_do_not_overlap() -> None:
         cells = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
         assert not cells & taken, f"panel {panel['title']!r} overlaps another"
         taken |= cells
+
+
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze not installed")
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    """systemd-analyze checks keys and sections; the install path is pointed at this venv's fer-stream."""
+    unit = tmp_path / UNIT.name
+    unit.write_text(UNIT.read_text().replace("/opt/fer-stream/.venv/bin/fer-stream", FER_STREAM))
+    done = subprocess.run([SYSTEMD_ANALYZE, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stdout + done.stderr
+    text = UNIT.read_text()
+    for line in ("User=fer-stream", "EnvironmentFile=/etc/fer-stream/fer-stream.env", "Restart=on-failure",
+                 "KillSignal=SIGTERM", "TimeoutStopSec=", "NoNewPrivileges=yes", "ProtectSystem=strict"):
+        assert line in text, line
+
+
+def test_grafana_provisioning_serves_the_dashboard_from_prometheus() -> None:
+    datasources = yaml.safe_load((PROVISIONING / "datasources" / "fer-stream.yml").read_text())["datasources"]
+    assert [d["type"] for d in datasources] == ["prometheus"] and datasources[0]["isDefault"]
+    providers = yaml.safe_load((PROVISIONING / "dashboards" / "fer-stream.yml").read_text())["providers"]
+    assert providers[0]["type"] == "file" and providers[0]["options"]["path"].startswith("/")
 
 
 # --- against a real Prometheus scraping a real daemon ------------------------------------
