@@ -86,7 +86,7 @@ def substitute(expr: str, board: dict) -> str:
 
 
 def defined_metrics() -> set[str]:
-    return {m._name for m in vars(fer_stream.metrics).values() if isinstance(m, MetricWrapperBase)}
+    return {m.describe()[0].name for m in vars(fer_stream.metrics).values() if isinstance(m, MetricWrapperBase)}
 
 
 # --- the files themselves --------------------------------------------------------------
