@@ -138,7 +138,7 @@ class HttpSettings(_Section):
     """The daemon's HTTP server: /metrics, /healthz, /readyz and the live view."""
 
     host: str = Field("127.0.0.1", description="bind address; 0.0.0.0 exposes it on every interface")
-    port: int = Field(9090, ge=0, le=65535, description="0 = pick a free port")
+    port: int = Field(9101, ge=0, le=65535, description="0 = pick a free port")
 
 
 class CameraConfig(_Section):
