@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_fixtures import FER_STREAM, REPO, Metrics, http_get, pid_alive, process_title, wait_for
+from daemon_fixtures import FER_STREAM, REPO, Metrics, http_get, pid_alive, process_title, stop_process, wait_for
 from redis_fixtures import RedisServer, free_port, subprocess_env
 from rtsp_fixtures import RtspServer
 
@@ -117,12 +117,7 @@ cameras:
         assert process.poll() is None, f"daemon exited with {process.returncode}: {log.read_text()[-3000:]}"
         yield d
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_process(process)
         rtsp.stop()
         redis.stop()
 

@@ -15,7 +15,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import urllib.parse
 from pathlib import Path
@@ -25,7 +24,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 import fer_stream.metrics
-from daemon_fixtures import FER_STREAM, REPO, http_get, wait_for
+from daemon_fixtures import FER_STREAM, REPO, http_get, stop_process, wait_for
 from redis_fixtures import RedisServer, free_port, subprocess_env
 
 DEPLOY = REPO / "deploy"
@@ -250,13 +249,7 @@ cameras:
         yield prom
     finally:
         for process in reversed(processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(process)
         redis.stop()
 
 
