@@ -18,7 +18,9 @@ import numpy as np
 
 from fer_stream.camera.source import SourceState
 from fer_stream.config.models import CameraSettings
+from fer_stream.faces import crop_face, draw_annotations
 from fer_stream.messages import CameraStatus, CameraView, FaceRequest, FaceResult, TrackView
+from fer_stream.preprocessing import prepare_face
 from fer_stream.queues import BoundedQueue
 
 log = logging.getLogger(__name__)
@@ -168,9 +170,6 @@ class CameraLoop:
         self.process(frame)
 
     def process(self, frame) -> None:
-        from fer_stream.faces import crop_face
-        from fer_stream.preprocessing import prepare_face
-
         image = frame.image
         self.frame_size = (image.shape[1], image.shape[0])
         started = time.perf_counter()
@@ -232,10 +231,6 @@ class CameraLoop:
         now = time.monotonic()
         if not self.view_wanted.is_set() or now - self._last_view < 1.0 / VIEW_FPS:
             return
-        import cv2
-
-        from fer_stream.faces import draw_annotations
-
         views = self.track_views()
         annotated = draw_annotations(
             image, [(v.box, v.emotion, v.score, v.track_id, v.alerting) for v in views], alerting=any(v.alerting for v in views)
