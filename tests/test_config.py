@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from fer_stream.config import ConfigError, FerStreamConfig, load_config, parse_config, redact_url
+from fer_stream.config import ConfigError, FerStreamConfig, load_config, parse_config
+from fer_stream.redaction import redact_url
 from fer_stream.alerts.config import AlertRules
 from fer_stream.config import command as check_config
 

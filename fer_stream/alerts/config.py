@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from fer_stream.redaction import redact_url
 
 #: Environment variable that, when set, replaces ``redis.url`` (deployment beats file).
 REDIS_URL_ENV = "FER_STREAM_REDIS_URL"
@@ -44,24 +46,6 @@ def check_redis_url(url: str) -> str:
     if problem:
         raise ValueError(f"malformed Redis URL {redact_url(url)!r} ({problem}); expected {REDIS_URL_FORM}")
     return url
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``: the only form that may reach logs or output."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{user}:***@{host}" + (f":{port}" if port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class RedisTLS(BaseModel):

@@ -1,6 +1,5 @@
 """The camera YAML: models mirroring it, and the loader that turns a file into them."""
 
-from fer_stream.alerts.config import redact_url
 from fer_stream.config.loader import ConfigError, load_config, parse_config
 from fer_stream.config.models import (
     CameraConfig,
@@ -25,5 +24,4 @@ __all__ = [
     "TrackingSettings",
     "load_config",
     "parse_config",
-    "redact_url",
 ]

@@ -17,7 +17,8 @@ from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from fer_stream.alerts.config import AlertRules, AlertRulesOverride, AlertsConfig, RedisConfig, redact_url
+from fer_stream.alerts.config import AlertRules, AlertRulesOverride, AlertsConfig, RedisConfig
+from fer_stream.redaction import redact_url
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SOURCE_FORMS = "an rtsp:// or rtsps:// URL, a USB device index (0, 1, ...), /dev/videoN, or a video file path"
