@@ -33,6 +33,10 @@ def test_training_run_writes_model_history_and_curves():
     header = (run / "history.csv").read_text().splitlines()[0].split(",")
     assert {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"} <= set(header)
     assert_png(run / "training_curves.png")
+    averaging = info["weight_averaging"]  # --average-last 2 of 2 epochs
+    assert averaging["epochs"] == ["epoch_000.weights.h5", "epoch_001.weights.h5"]
+    assert all((run / "epochs" / name).is_file() for name in averaging["epochs"])
+    assert 0.0 <= averaging["val_accuracy_before"] <= 1.0 and 0.0 <= averaging["val_accuracy_after"] <= 1.0
 
 
 @pytest.mark.parametrize("suffix, fmt, quantization", [(".keras", "keras", "float32"), (".tflite", "tflite", "float32"),

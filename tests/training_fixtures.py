@@ -60,6 +60,7 @@ def smoke_run() -> SmokeRun:
     val = small_label_dir(root / "val", FER_VAL, 12)
     run, export = root / "run", root / "export"
     assert main(["train", "--data", str(FER_TRAIN), "--val", str(val), "--out", str(run), "--limit-per-class", "30",
-                 "--epochs", "2", "--input-size", str(SMOKE_SIZE), "--alpha", "0.5", "--batch-size", "16", "--workers", "1"]) == 0
+                 "--epochs", "2", "--input-size", str(SMOKE_SIZE), "--alpha", "0.5", "--batch-size", "16", "--workers", "1",
+                 "--average-last", "2"]) == 0
     assert main(["export", "--run", str(run), "--out", str(export), "--val", str(val), "--version", "0.0.test"]) == 0
     return SmokeRun(root, run, export, val)

@@ -16,7 +16,8 @@ def _train(args: argparse.Namespace) -> int:
     preset = PRESETS[args.preset]
     overrides = {k: v for k, v in (("epochs", args.epochs), ("alpha", args.alpha), ("input_size", args.input_size),
                                    ("batch_size", args.batch_size), ("architecture", args.architecture),
-                                   ("learning_rate", args.learning_rate), ("warmup_epochs", args.warmup_epochs)) if v is not None}
+                                   ("learning_rate", args.learning_rate), ("warmup_epochs", args.warmup_epochs),
+                                   ("average_last_epochs", args.average_last)) if v is not None}
     if overrides:
         preset = preset.model_copy(update=overrides)
         preset = type(preset).model_validate(preset.model_dump())
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=int, default=4, help="threads that prepare batches")
     t.add_argument("--learning-rate", type=float, help="peak learning rate")
     t.add_argument("--warmup-epochs", type=int)
+    t.add_argument("--average-last", type=int, metavar="N",
+                   help="average the weights of the last N epochs (kept only if validation accuracy does not drop)")
     t.add_argument("--init-weights", help="start from these weights (e.g. an earlier run's best.weights.h5) to fine-tune")
     t.add_argument("--max-minutes", type=float, help="stop at the first epoch end after this wall time; rerun to resume")
     t.add_argument("--export-to", help="after training, export the model into this directory (like 'fer-train export')")

@@ -44,6 +44,8 @@ class Preset(BaseModel):
     label_smoothing: float = 0.0
     mixup_alpha: float = Field(0.0, description="Beta(a, a) mixup; 0 disables")
     early_stopping_patience: int | None = None
+    average_last_epochs: int = Field(0, ge=0, description="average the weights of the last N epochs (0 = off); "
+                                     "kept only if it beats the best single epoch on validation")
     validation_split: float = Field(0.2, description="used only when no validation directory is given")
     per_class_cap: int | None = Field(None, description="exactly this many training images per class (over/undersampled)")
     augmentation: Augmentation = Field(default_factory=Augmentation)
