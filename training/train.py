@@ -134,20 +134,12 @@ def _trainable_batchnorm(model: keras.Model):
             yield layer
 
 
-def recalibrate_batchnorm(model: keras.Model, faces: np.ndarray, val: FaceArrays, *, batch_size: int = 128,
-                          max_batches: int = 100, seed: int = 0, keep_if_worse: bool = False) -> dict:
-    """Precise BN: replace the moving statistics by their exact average over clean training batches.
-
-    The moving averages kept during training lag the weights (most at the best
-    checkpoint of a short run, see ``training.model.SCRATCH_BN_MOMENTUM``) and were
-    gathered on augmented, mixed-up batches, unlike what inference sees. The new
-    statistics are kept only if validation accuracy does not drop.
-    """
+def recompute_batchnorm_statistics(model: keras.Model, faces: np.ndarray, *, batch_size: int = 128,
+                                   max_batches: int = 100, seed: int = 0) -> int:
+    """Set the moving statistics to their exact average over clean training batches; returns the faces used."""
     layers = list(_trainable_batchnorm(model))
     if not layers:
-        return {"applied": False, "reason": "no trainable batch normalisation"}
-    before = _accuracy(model, val)
-    saved_weights = model.get_weights()
+        return 0
     momenta = [layer.momentum for layer in layers]
     order = np.random.default_rng(seed).permutation(len(faces))[: batch_size * max_batches]
     try:
@@ -158,13 +150,28 @@ def recalibrate_batchnorm(model: keras.Model, faces: np.ndarray, val: FaceArrays
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
+    return int(len(order))
+
+
+def recalibrate_batchnorm(model: keras.Model, faces: np.ndarray, val: FaceArrays, *, seed: int = 0) -> dict:
+    """Precise BN: recompute the moving statistics, kept only if validation accuracy does not drop.
+
+    The moving averages kept during training lag the weights (most at the best
+    checkpoint of a short run, see ``training.model.SCRATCH_BN_MOMENTUM``) and were
+    gathered on augmented, mixed-up batches, unlike what inference sees.
+    """
+    if not any(True for _ in _trainable_batchnorm(model)):
+        return {"applied": False, "reason": "no trainable batch normalisation"}
+    before = _accuracy(model, val)
+    saved_weights = model.get_weights()
+    n_faces = recompute_batchnorm_statistics(model, faces, seed=seed)
     after = _accuracy(model, val)
-    kept = after >= before or keep_if_worse
+    kept = after >= before
     if not kept:
         model.set_weights(saved_weights)
     log.info("batch-norm statistics recomputed on %d training faces: val accuracy %.4f -> %.4f (%s)",
-             len(order), before, after, "kept" if kept else "reverted")
-    return {"applied": kept, "val_accuracy_before": before, "val_accuracy_after": after, "faces": int(len(order))}
+             n_faces, before, after, "kept" if kept else "reverted")
+    return {"applied": kept, "val_accuracy_before": before, "val_accuracy_after": after, "faces": n_faces}
 
 
 class KeepEpochWeights(keras.callbacks.Callback):
@@ -198,7 +205,7 @@ def average_epoch_weights(model: keras.Model, paths: list[Path], faces: np.ndarr
         weights = model.get_weights()
         total = weights if total is None else [t + w for t, w in zip(total, weights)]
     model.set_weights([t / len(paths) for t in total])
-    recalibrate_batchnorm(model, faces, val, seed=seed, keep_if_worse=True)
+    recompute_batchnorm_statistics(model, faces, seed=seed)
     after = _accuracy(model, val)
     applied = after >= before
     if not applied:
