@@ -11,13 +11,16 @@ import sys
 
 def _train(args: argparse.Namespace) -> int:
     from training.presets import PRESETS
+    from fer_stream.model_card import ModelCardError
+    from training.distill import DistillationError
     from training.train import ImageNetWeightsMissing, train
 
     preset = PRESETS[args.preset]
     overrides = {k: v for k, v in (("epochs", args.epochs), ("alpha", args.alpha), ("input_size", args.input_size),
                                    ("batch_size", args.batch_size), ("architecture", args.architecture),
                                    ("learning_rate", args.learning_rate), ("warmup_epochs", args.warmup_epochs),
-                                   ("average_last_epochs", args.average_last)) if v is not None}
+                                   ("average_last_epochs", args.average_last),
+                                   ("distill_weight", args.distill_weight)) if v is not None}
     if overrides:
         preset = preset.model_copy(update=overrides)
         preset = type(preset).model_validate(preset.model_dump())
@@ -25,8 +28,8 @@ def _train(args: argparse.Namespace) -> int:
         result = train(preset, args.data, args.out, val_dir=args.val, imagenet_weights_path=args.imagenet_weights,
                        if_no_imagenet=args.if_no_imagenet, seed=args.seed, limit_per_class=args.limit_per_class,
                        workers=args.workers, max_seconds=args.max_minutes * 60 if args.max_minutes else None,
-                       init_weights=args.init_weights)
-    except ImageNetWeightsMissing as exc:
+                       init_weights=args.init_weights, teachers=args.teacher)
+    except (ImageNetWeightsMissing, DistillationError, ModelCardError) as exc:
         print(f"fer-train: {exc}", file=sys.stderr)
         return 2
     if not result.completed:
@@ -105,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--average-last", type=int, metavar="N",
                    help="average the weights of the last N epochs (kept only if validation accuracy does not drop)")
     t.add_argument("--init-weights", help="start from these weights (e.g. an earlier run's best.weights.h5) to fine-tune")
+    t.add_argument("--teacher", action="append", metavar="MODEL",
+                   help="distil from this exported model (.tflite/.keras with its card); repeat for an ensemble")
+    t.add_argument("--distill-weight", type=float, help="weight of the teachers' probabilities in the target (default 0.6)")
     t.add_argument("--max-minutes", type=float, help="stop at the first epoch end after this wall time; rerun to resume")
     t.add_argument("--export-to", help="after training, export the model into this directory (like 'fer-train export')")
     t.set_defaults(func=_train)

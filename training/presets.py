@@ -46,6 +46,8 @@ class Preset(BaseModel):
     early_stopping_patience: int | None = None
     average_last_epochs: int = Field(0, ge=0, description="average the weights of the last N epochs (0 = off); "
                                      "kept only if it beats the best single epoch on validation")
+    distill_weight: float = Field(0.6, ge=0, le=1, description="with teachers (--teacher): weight of their mean "
+                                  "probabilities in the target, the rest on the true label")
     validation_split: float = Field(0.2, description="used only when no validation directory is given")
     per_class_cap: int | None = Field(None, description="exactly this many training images per class (over/undersampled)")
     augmentation: Augmentation = Field(default_factory=Augmentation)

@@ -20,10 +20,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from fer_stream.model_card import load_card
 from fer_stream.preprocessing import to_model_input
 from training.dataset import (FER2013_LABELS, FaceArrays, LabelledFiles, cap_per_class, content_groups, load_faces,
                               scan_label_folders, split_validation)
 from training.augment import augment_faces
+from training.distill import blend_targets, teacher_probabilities
 from training.model import build_classifier
 from training.presets import Augmentation, Preset
 
@@ -33,12 +35,18 @@ KERAS_IMAGENET_CACHE = Path.home() / ".keras" / "models"
 
 
 class FaceBatches(keras.utils.PyDataset):
-    """Batches of prepared faces through the shared ``to_model_input``; mixup optional."""
+    """Batches of prepared faces through the shared ``to_model_input``; mixup optional.
+
+    With ``soft_targets`` (teachers' probabilities, one row a face) the target is
+    ``training.distill.blend_targets`` of the true label and that row.
+    """
 
     def __init__(self, faces, targets, num_classes, batch_size, *, shuffle, mixup_alpha=0.0,
-                 augmentation: Augmentation | None = None, steps=None, seed=0, **kwargs):
+                 augmentation: Augmentation | None = None, steps=None, seed=0,
+                 soft_targets: np.ndarray | None = None, distill_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.faces, self.targets = faces, targets
+        self.soft_targets, self.distill_weight = soft_targets, distill_weight
         self.num_classes, self.batch_size = num_classes, batch_size
         self.shuffle, self.mixup_alpha = shuffle, mixup_alpha
         self.augmentation, self.seed, self.epoch = augmentation, seed, 0
@@ -67,6 +75,7 @@ class FaceBatches(keras.utils.PyDataset):
             faces = augment_faces(faces, self.augmentation, rng)
         x = to_model_input(faces)
         y = np.eye(self.num_classes, dtype=np.float32)[self.targets[idx]]
+        y = blend_targets(y, None if self.soft_targets is None else self.soft_targets[idx], self.distill_weight)
         if self.mixup_alpha > 0:
             lam = np.float32(rng.beta(self.mixup_alpha, self.mixup_alpha))
             perm = rng.permutation(len(idx))
@@ -291,13 +300,16 @@ def prepare_data(preset: Preset, data_dir: str | Path, *, val_dir: str | Path | 
 def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str | Path | None = None,
           imagenet_weights_path: str | None = None, if_no_imagenet: str = "stop", seed: int = 1337,
           limit_per_class: int | None = None, workers: int = 4,
-          max_seconds: float | None = None, init_weights: str | Path | None = None) -> TrainResult:
+          max_seconds: float | None = None, init_weights: str | Path | None = None,
+          teachers: list[str | Path] | None = None) -> TrainResult:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
     started = time.monotonic()
     labels = FER2013_LABELS
     weights = resolve_imagenet_weights(preset, imagenet_weights_path, if_no_imagenet)
+    for teacher in teachers or ():
+        load_card(teacher)  # a missing or mismatched teacher stops the run before the data is decoded
 
     data = prepare_data(preset, data_dir, val_dir=val_dir, seed=seed, limit_per_class=limit_per_class, labels=labels)
     files, faces, targets, val, val_source = data.files, data.faces, data.targets, data.val, data.val_source
@@ -306,8 +318,18 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
         log.warning("%d validation face(s) have a pixel-identical copy in the training data (a property of the data set, "
                     "e.g. FER-2013's PublicTest): validation accuracy is slightly optimistic", data.val_duplicates_in_train)
 
+    soft_targets, distillation = None, None
+    if teachers:
+        soft_targets, described = teacher_probabilities(teachers, faces, labels)
+        val_probs, _ = teacher_probabilities(teachers, val.faces, labels)
+        distillation = {"teachers": described, "weight": preset.distill_weight,
+                        "teacher_train_accuracy": float((soft_targets.argmax(1) == targets).mean()),
+                        "teacher_val_accuracy": float((val_probs.argmax(1) == val.targets).mean())}
+        log.info("distilling from %d teacher(s), weight %.2f: their mean (flip-averaged) scores %.4f on validation",
+                 len(teachers), preset.distill_weight, distillation["teacher_val_accuracy"])
     train_batches = FaceBatches(faces, targets, len(labels), preset.batch_size, shuffle=True,
                                 mixup_alpha=preset.mixup_alpha, augmentation=preset.augmentation, steps=preset.steps_per_epoch, seed=seed,
+                                soft_targets=soft_targets, distill_weight=preset.distill_weight,
                                 workers=workers, use_multiprocessing=False)
     val_batches = FaceBatches(val.faces, val.targets, len(labels), 256, shuffle=False)
 
@@ -374,6 +396,7 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
         "keras_backend": keras.backend.backend(),
         "seed": seed,
         "init_weights": str(init_weights) if init_weights else None,
+        "distillation": distillation,
     }
     (out / "run.json").write_text(json.dumps(run, indent=1))
     try:

@@ -1,0 +1,74 @@
+"""Distillation: teachers' soft targets are what they say, and a wrong teacher is refused before training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from fer_stream.inference.engine import load_classifier
+from fer_stream.model_card import CARD_SUFFIX
+from fer_stream.preprocessing import prepare_face, to_model_input
+from training.cli import main
+from training.dataset import load_faces, scan_label_folders
+from training.distill import DistillationError, blend_targets, teacher_probabilities
+from training_fixtures import FER_TRAIN, LABELS, SMOKE_SIZE, smoke_run
+
+
+def test_blend_puts_the_weight_on_the_teachers():
+    one_hot = np.eye(7, dtype=np.float32)[[2, 5]]
+    soft = np.full((2, 7), 1 / 7, dtype=np.float32)
+    np.testing.assert_allclose(blend_targets(one_hot, soft, 0.6), 0.4 * one_hot + 0.6 * soft, atol=1e-7)
+    assert blend_targets(one_hot, None, 0.6) is one_hot
+    assert blend_targets(one_hot, soft, 0.0) is one_hot
+
+
+@pytest.mark.parametrize("size", [SMOKE_SIZE, 40])
+def test_teacher_probabilities_are_the_mean_of_the_flip_averaged_teachers(size):
+    smoke = smoke_run()
+    teachers = [smoke.exported(".tflite"), smoke.exported(".int8.tflite")]
+    faces = load_faces(scan_label_folders(smoke.val), size).faces[:20]
+    probs, described = teacher_probabilities(teachers, faces, LABELS, batch_size=8)
+
+    resized = np.stack([prepare_face(f, SMOKE_SIZE) for f in faces])
+    x = to_model_input(resized)
+    expected = np.mean([(c.predict(x) + c.predict(x[:, :, ::-1])) / 2
+                        for c in (load_classifier(t, backend="litert") for t in teachers)], axis=0)
+    np.testing.assert_allclose(probs, expected, atol=1e-6)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=0.02)  # int8 outputs come in steps of 1/256
+    assert [d["quantization"] for d in described] == ["float32", "int8"]
+
+
+def test_teacher_with_other_label_order_is_refused(tmp_path):
+    smoke = smoke_run()
+    model = smoke.exported(".tflite")
+    shutil.copy(model, tmp_path / model.name)
+    card = json.loads(model.with_name(model.name + CARD_SUFFIX).read_text())
+    card["labels"] = card["labels"][::-1]
+    (tmp_path / (model.name + CARD_SUFFIX)).write_text(json.dumps(card))
+    faces = np.zeros((2, SMOKE_SIZE, SMOKE_SIZE), np.uint8)
+    with pytest.raises(DistillationError, match="not the training labels"):
+        teacher_probabilities([tmp_path / model.name], faces, LABELS)
+
+
+def test_missing_teacher_stops_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(FER_TRAIN), "--out", str(out), "--teacher", str(tmp_path / "none.tflite"),
+                 "--limit-per-class", "5", "--epochs", "1"]) == 2
+    assert "none.tflite" in capsys.readouterr().err
+    assert not (out / "run.json").exists()
+
+
+def test_distilled_run_records_its_teachers(tmp_path):
+    smoke = smoke_run()
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(FER_TRAIN), "--val", str(smoke.val), "--out", str(out), "--limit-per-class", "10",
+                 "--epochs", "1", "--input-size", "32", "--alpha", "0.25", "--batch-size", "16", "--workers", "1",
+                 "--average-last", "0", "--teacher", str(smoke.exported(".tflite")), "--distill-weight", "0.8"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    distillation = run["distillation"]
+    assert distillation["weight"] == run["preset"]["distill_weight"] == 0.8
+    assert [t["path"] for t in distillation["teachers"]] == [str(smoke.exported(".tflite"))]
+    assert 0 <= distillation["teacher_val_accuracy"] <= 1 and 0 <= distillation["teacher_train_accuracy"] <= 1

@@ -1,0 +1,66 @@
+"""Knowledge distillation from exported models ("teachers") into the model being trained.
+
+An ensemble of networks scores higher than any one of them, but the daemon can
+afford only one. Distillation keeps part of the ensemble's gain at no inference
+cost: the student learns from a blend of the true label and the teachers' mean
+probabilities. On FER-2013, whose labels are noisy, the soft targets also say
+which faces are ambiguous.
+
+Offline: each teacher labels every training face once, clean and mirrored,
+before training starts (seconds through LiteRT), and the augmented views of a
+face reuse its soft target. That costs one pass per teacher instead of one per
+training step.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from fer_stream.inference.engine import load_classifier
+from fer_stream.preprocessing import prepare_face, to_model_input
+
+log = logging.getLogger(__name__)
+
+
+class DistillationError(ValueError):
+    """A teacher that cannot label this data: wrong label set or order."""
+
+
+def teacher_probabilities(teachers: list[str | Path], faces: np.ndarray, labels: tuple[str, ...], *,
+                          batch_size: int = 256) -> tuple[np.ndarray, list[dict]]:
+    """Mean of each teacher's flip-averaged probabilities for prepared uint8 ``faces`` ``(N, S, S)``.
+
+    Teachers are loaded through the daemon's loader, so their cards are checked;
+    a teacher with another input size sees the faces resized by the shared
+    preprocessing. Returns the probabilities and one description per teacher.
+    """
+    total = np.zeros((len(faces), len(labels)), dtype=np.float32)
+    described = []
+    for path in teachers:
+        classifier = load_classifier(path)
+        if tuple(classifier.labels) != tuple(labels):
+            raise DistillationError(
+                f"teacher {path}: its labels {classifier.labels} are not the training labels {list(labels)} in the "
+                f"same order; a teacher must be trained on the same classes")
+        probs = np.empty_like(total)
+        for start in range(0, len(faces), batch_size):
+            chunk = faces[start:start + batch_size]
+            if chunk.shape[1] != classifier.input_size:
+                chunk = np.stack([prepare_face(f, classifier.input_size) for f in chunk])
+            x = to_model_input(chunk)
+            probs[start:start + len(x)] = (classifier.predict(x) + classifier.predict(np.ascontiguousarray(x[:, :, ::-1]))) / 2
+        total += probs
+        described.append({"path": str(path), "model_id": classifier.card.model_id, "version": classifier.card.version,
+                          "sha256": classifier.card.sha256, "quantization": classifier.card.quantization})
+        log.info("teacher %s labelled %d faces", path, len(faces))
+    return total / max(1, len(teachers)), described
+
+
+def blend_targets(one_hot: np.ndarray, soft: np.ndarray | None, weight: float) -> np.ndarray:
+    """``(1 - weight) * one_hot + weight * soft``; the one-hot targets alone without teachers."""
+    if soft is None or weight == 0:
+        return one_hot
+    return ((1 - weight) * one_hot + weight * soft).astype(np.float32)
