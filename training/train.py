@@ -124,7 +124,8 @@ class StopAfter(keras.callbacks.Callback):
         self.stopped_early = False
 
     def on_epoch_end(self, epoch, logs=None):
-        if time.monotonic() >= self.deadline:
+        last = epoch + 1 >= self.params.get("epochs", epoch + 1)  # a finished schedule is not a stop
+        if time.monotonic() >= self.deadline and not last:
             self.stopped_early = True
             self.model.stop_training = True
 
