@@ -1,4 +1,5 @@
-"""--max-minutes: the run stops at an epoch end once the budget is spent, but a finished schedule is not a stop."""
+"""--max-minutes: the run stops at an epoch end once the budget is spent, but a finished
+schedule is not a stop; and the resumed leg does not overwrite an earlier leg's better checkpoint."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from training.train import StopAfter
+from training.train import StopAfter, best_checkpoint
 
 
 @pytest.mark.parametrize("epochs, done, stopped", [(3, 1, True), (1, 1, False)])
@@ -17,3 +18,29 @@ def test_spent_budget_stops_at_the_next_epoch_end_unless_it_was_the_last(epochs,
     history = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=epochs, callbacks=[budget], verbose=0)
     assert len(history.history["loss"]) == done
     assert budget.stopped_early is stopped
+
+
+def _tiny_model(value: float) -> keras.Model:
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.set_weights([np.full((2, 1), value, "float32"), np.zeros(1, "float32")])
+    return model
+
+
+def test_resumed_run_keeps_the_earlier_legs_best_checkpoint(tmp_path):
+    _tiny_model(1.0).save_weights(str(tmp_path / "best.weights.h5"))
+    (tmp_path / "history.csv").write_text("epoch,accuracy,loss,val_accuracy,val_loss\n"
+                                          "0,0.5,1.0,0.60,1.0\n1,0.6,0.9,0.70,0.9\n")
+    for val_accuracy, kept in [(0.65, 1.0), (0.75, 2.0)]:
+        checkpoint = best_checkpoint(tmp_path)
+        checkpoint.set_model(_tiny_model(2.0))
+        checkpoint.on_epoch_end(0, {"val_accuracy": val_accuracy})
+        saved = _tiny_model(0.0)
+        saved.load_weights(str(tmp_path / "best.weights.h5"))
+        assert saved.get_weights()[0][0, 0] == kept
+
+
+def test_fresh_run_saves_its_first_epoch(tmp_path):
+    checkpoint = best_checkpoint(tmp_path)
+    checkpoint.set_model(_tiny_model(3.0))
+    checkpoint.on_epoch_end(0, {"val_accuracy": 0.1})
+    assert (tmp_path / "best.weights.h5").exists()

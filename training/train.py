@@ -114,6 +114,24 @@ def resolve_imagenet_weights(preset: Preset, weights_path: str | None, if_missin
     raise ImageNetWeightsMissing(message + " Pass --imagenet-weights PATH, or --if-no-imagenet scratch to train from random weights.")
 
 
+def _logged_best(history_csv: Path) -> float | None:
+    """Best validation accuracy of every epoch logged so far, across resumed legs."""
+    if not history_csv.exists():
+        return None
+    with open(history_csv) as fh:
+        return max((float(r["val_accuracy"]) for r in csv.DictReader(fh)), default=None)
+
+
+def best_checkpoint(out: Path) -> keras.callbacks.ModelCheckpoint:
+    """Keeps `best.weights.h5`. On a resume the earlier legs' best still counts, or
+    the first epoch of the new leg would overwrite a better checkpoint."""
+    best_weights = out / "best.weights.h5"
+    earlier = _logged_best(out / "history.csv") if best_weights.exists() else None
+    return keras.callbacks.ModelCheckpoint(str(best_weights), monitor="val_accuracy", mode="max",
+                                           save_best_only=True, save_weights_only=True,
+                                           initial_value_threshold=earlier)
+
+
 class StopAfter(keras.callbacks.Callback):
     """Stop cleanly at an epoch boundary once a wall-time budget is spent; the
     backup lets the same command resume later with the schedule intact."""
@@ -347,8 +365,7 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
     callbacks = [
         # Kept when the time budget stops the run, so the same command resumes it.
         keras.callbacks.BackupAndRestore(str(out / "backup"), delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(str(best_weights), monitor="val_accuracy", mode="max",
-                                        save_best_only=True, save_weights_only=True),
+        best_checkpoint(out),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
     ]
     if preset.early_stopping_patience:
@@ -374,9 +391,7 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
     classifier.save(model_path)
     wall = time.monotonic() - started
     del history  # after a resume it holds only the last leg; the CSV log holds every epoch
-    with open(out / "history.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    best = max((float(r["val_accuracy"]) for r in rows), default=0.0)
+    best = _logged_best(out / "history.csv") or 0.0
     if averaging and averaging["applied"]:
         best = max(best, averaging["val_accuracy_after"])
     run = {
