@@ -3,11 +3,13 @@ schedule is not a stop; and the resumed leg does not overwrite an earlier leg's 
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import pytest
 
-from training.train import StopAfter, best_checkpoint
+from training.train import StopAfter, _earlier_legs_seconds, best_checkpoint
 
 
 @pytest.mark.parametrize("epochs, done, stopped", [(3, 1, True), (1, 1, False)])
@@ -44,3 +46,10 @@ def test_fresh_run_saves_its_first_epoch(tmp_path):
     checkpoint.set_model(_tiny_model(3.0))
     checkpoint.on_epoch_end(0, {"val_accuracy": 0.1})
     assert (tmp_path / "best.weights.h5").exists()
+
+
+@pytest.mark.parametrize("completed, earlier", [(False, 4504.0), (True, 0.0)])
+def test_run_json_wall_time_adds_the_legs_before_a_resume(tmp_path, completed, earlier):
+    (tmp_path / "run.json").write_text(json.dumps({"completed": completed, "wall_seconds": 4504.0}))
+    assert _earlier_legs_seconds(tmp_path / "run.json") == earlier
+    assert _earlier_legs_seconds(tmp_path / "missing.json") == 0.0

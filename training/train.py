@@ -122,6 +122,14 @@ def _logged_best(history_csv: Path) -> float | None:
         return max((float(r["val_accuracy"]) for r in csv.DictReader(fh)), default=None)
 
 
+def _earlier_legs_seconds(run_json: Path) -> float:
+    """Wall time of the legs before this resume, so run.json states the whole run's."""
+    if not run_json.exists():
+        return 0.0
+    earlier = json.loads(run_json.read_text())
+    return 0.0 if earlier.get("completed", True) else float(earlier.get("wall_seconds", 0.0))
+
+
 def best_checkpoint(out: Path) -> keras.callbacks.ModelCheckpoint:
     """Keeps `best.weights.h5`. On a resume the earlier legs' best still counts, or
     the first epoch of the new leg would overwrite a better checkpoint."""
@@ -389,7 +397,7 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
         averaging = average_epoch_weights(classifier, sorted(epoch_dir.glob("epoch_*.weights.h5")), faces, val, seed=seed)
     model_path = out / f"{preset.model_id}.keras"
     classifier.save(model_path)
-    wall = time.monotonic() - started
+    wall = time.monotonic() - started + _earlier_legs_seconds(out / "run.json")
     del history  # after a resume it holds only the last leg; the CSV log holds every epoch
     best = _logged_best(out / "history.csv") or 0.0
     if averaging and averaging["applied"]:
