@@ -114,12 +114,12 @@ def resolve_imagenet_weights(preset: Preset, weights_path: str | None, if_missin
     raise ImageNetWeightsMissing(message + " Pass --imagenet-weights PATH, or --if-no-imagenet scratch to train from random weights.")
 
 
-def _logged_best(history_csv: Path) -> float | None:
-    """Best validation accuracy of every epoch logged so far, across resumed legs."""
+def _logged_val_accuracy(history_csv: Path) -> list[float]:
+    """Validation accuracy of every epoch logged so far, across resumed legs."""
     if not history_csv.exists():
-        return None
+        return []
     with open(history_csv) as fh:
-        return max((float(r["val_accuracy"]) for r in csv.DictReader(fh)), default=None)
+        return [float(r["val_accuracy"]) for r in csv.DictReader(fh)]
 
 
 def _earlier_legs_seconds(run_json: Path) -> float:
@@ -134,7 +134,7 @@ def best_checkpoint(out: Path) -> keras.callbacks.ModelCheckpoint:
     """Keeps `best.weights.h5`. On a resume the earlier legs' best still counts, or
     the first epoch of the new leg would overwrite a better checkpoint."""
     best_weights = out / "best.weights.h5"
-    earlier = _logged_best(out / "history.csv") if best_weights.exists() else None
+    earlier = max(_logged_val_accuracy(out / "history.csv"), default=None) if best_weights.exists() else None
     return keras.callbacks.ModelCheckpoint(str(best_weights), monitor="val_accuracy", mode="max",
                                            save_best_only=True, save_weights_only=True,
                                            initial_value_threshold=earlier)
@@ -399,7 +399,8 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
     classifier.save(model_path)
     wall = time.monotonic() - started + _earlier_legs_seconds(out / "run.json")
     del history  # after a resume it holds only the last leg; the CSV log holds every epoch
-    best = _logged_best(out / "history.csv") or 0.0
+    val_accuracy = _logged_val_accuracy(out / "history.csv")
+    best = max(val_accuracy, default=0.0)
     if averaging and averaging["applied"]:
         best = max(best, averaging["val_accuracy_after"])
     run = {
@@ -415,7 +416,7 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
         "batchnorm_recalibration": recalibration,
         "weight_averaging": averaging,
         "wall_seconds": wall,
-        "epochs_done": len(rows),
+        "epochs_done": len(val_accuracy),
         "completed": not (budget and budget.stopped_early),
         "keras_backend": keras.backend.backend(),
         "seed": seed,
