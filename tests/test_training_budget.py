@@ -33,7 +33,7 @@ def test_resumed_run_keeps_the_earlier_legs_best_checkpoint(tmp_path):
     (tmp_path / "history.csv").write_text("epoch,accuracy,loss,val_accuracy,val_loss\n"
                                           "0,0.5,1.0,0.60,1.0\n1,0.6,0.9,0.70,0.9\n")
     for val_accuracy, kept in [(0.65, 1.0), (0.75, 2.0)]:
-        checkpoint = best_checkpoint(tmp_path)
+        checkpoint = best_checkpoint(tmp_path / "best.weights.h5")
         checkpoint.set_model(_tiny_model(2.0))
         checkpoint.on_epoch_end(0, {"val_accuracy": val_accuracy})
         saved = _tiny_model(0.0)
@@ -42,7 +42,7 @@ def test_resumed_run_keeps_the_earlier_legs_best_checkpoint(tmp_path):
 
 
 def test_fresh_run_saves_its_first_epoch(tmp_path):
-    checkpoint = best_checkpoint(tmp_path)
+    checkpoint = best_checkpoint(tmp_path / "best.weights.h5")
     checkpoint.set_model(_tiny_model(3.0))
     checkpoint.on_epoch_end(0, {"val_accuracy": 0.1})
     assert (tmp_path / "best.weights.h5").exists()

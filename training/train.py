@@ -130,11 +130,11 @@ def _earlier_legs_seconds(run_json: Path) -> float:
     return 0.0 if earlier.get("completed", True) else float(earlier.get("wall_seconds", 0.0))
 
 
-def best_checkpoint(out: Path) -> keras.callbacks.ModelCheckpoint:
-    """Keeps `best.weights.h5`. On a resume the earlier legs' best still counts, or
-    the first epoch of the new leg would overwrite a better checkpoint."""
-    best_weights = out / "best.weights.h5"
-    earlier = max(_logged_val_accuracy(out / "history.csv"), default=None) if best_weights.exists() else None
+def best_checkpoint(best_weights: Path) -> keras.callbacks.ModelCheckpoint:
+    """Keeps the best epoch's weights. On a resume the earlier legs' best (from the run's
+    history.csv) still counts, or the first epoch of the new leg would overwrite a better checkpoint."""
+    history = best_weights.parent / "history.csv"
+    earlier = max(_logged_val_accuracy(history), default=None) if best_weights.exists() else None
     return keras.callbacks.ModelCheckpoint(str(best_weights), monitor="val_accuracy", mode="max",
                                            save_best_only=True, save_weights_only=True,
                                            initial_value_threshold=earlier)
@@ -373,7 +373,7 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
     callbacks = [
         # Kept when the time budget stops the run, so the same command resumes it.
         keras.callbacks.BackupAndRestore(str(out / "backup"), delete_checkpoint=False),
-        best_checkpoint(out),
+        best_checkpoint(best_weights),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
     ]
     if preset.early_stopping_patience:
