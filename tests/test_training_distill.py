@@ -13,7 +13,8 @@ from fer_stream.model_card import CARD_SUFFIX
 from fer_stream.preprocessing import prepare_face, to_model_input
 from training.cli import main
 from training.dataset import load_faces, scan_label_folders
-from training.distill import DistillationError, blend_targets, teacher_probabilities
+from training import distill
+from training.distill import DistillationError, blend_targets, label_with_teachers, teacher_probabilities
 from training_fixtures import FER_TRAIN, LABELS, SMOKE_SIZE, smoke_run
 
 
@@ -51,6 +52,34 @@ def test_teacher_with_other_label_order_is_refused(tmp_path):
     faces = np.zeros((2, SMOKE_SIZE, SMOKE_SIZE), np.uint8)
     with pytest.raises(DistillationError, match="not the training labels"):
         teacher_probabilities([tmp_path / model.name], faces, LABELS)
+
+
+def test_teachers_label_once_per_teachers_and_faces(tmp_path, monkeypatch):
+    """A resumed run reuses the labels; other teachers or other faces are labelled afresh."""
+    smoke = smoke_run()
+    faces = load_faces(scan_label_folders(smoke.val), SMOKE_SIZE)
+    train_faces, train_targets = faces.faces[:12], faces.targets[:12]
+    val_faces, val_targets = faces.faces[12:20], faces.targets[12:20]
+    cache = tmp_path / "teacher_targets.npz"
+    calls = []
+
+    def counted(teachers, batch, labels):
+        calls.append(len(batch))
+        return teacher_probabilities(teachers, batch, labels)
+
+    monkeypatch.setattr(distill, "teacher_probabilities", counted)
+    float_teacher, int8_teacher = [smoke.exported(".tflite")], [smoke.exported(".int8.tflite")]
+    first = label_with_teachers(float_teacher, train_faces, train_targets, val_faces, val_targets, LABELS, cache)
+    assert calls == [12, 8]
+    again = label_with_teachers(float_teacher, train_faces, train_targets, val_faces, val_targets, LABELS, cache)
+    assert calls == [12, 8]
+    np.testing.assert_array_equal(again[0], first[0])
+    assert again[1] == first[1] and first[1]["teachers"][0]["path"] == str(float_teacher[0])
+
+    label_with_teachers(int8_teacher, train_faces, train_targets, val_faces, val_targets, LABELS, cache)
+    assert calls == [12, 8] * 2
+    label_with_teachers(int8_teacher, train_faces[::-1], train_targets[::-1], val_faces, val_targets, LABELS, cache)
+    assert calls == [12, 8] * 3
 
 
 def test_missing_teacher_stops_before_training(tmp_path, capsys):

@@ -9,17 +9,21 @@ which faces are ambiguous.
 Offline: each teacher labels every training face once, clean and mirrored,
 before training starts (seconds through LiteRT), and the augmented views of a
 face reuse its soft target. That costs one pass per teacher instead of one per
-training step.
+training step. The labels are cached in the run directory, keyed by the
+teachers' sha256 and the faces themselves, so a resumed run does not label again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from fer_stream.inference.engine import load_classifier
+from fer_stream.model_card import load_card
 from fer_stream.preprocessing import prepare_face, to_model_input
 
 log = logging.getLogger(__name__)
@@ -64,3 +68,38 @@ def blend_targets(one_hot: np.ndarray, soft: np.ndarray | None, weight: float) -
     if soft is None or weight == 0:
         return one_hot
     return ((1 - weight) * one_hot + weight * soft).astype(np.float32)
+
+
+def _cache_key(teachers: list[str | Path], faces: np.ndarray, val_faces: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for teacher in teachers:
+        digest.update(load_card(teacher)[0].sha256.encode())
+    for array in (faces, val_faces):
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def label_with_teachers(teachers: list[str | Path], faces: np.ndarray, targets: np.ndarray, val_faces: np.ndarray,
+                        val_targets: np.ndarray, labels: tuple[str, ...], cache: Path) -> tuple[np.ndarray, dict]:
+    """The teachers' soft targets for the training faces, and what ``run.json`` records of them.
+
+    ``cache`` (an ``.npz`` in the run directory) is reused only when the same
+    teachers (by sha256) labelled the same training and validation faces.
+    """
+    key = _cache_key(teachers, faces, val_faces)
+    if cache.is_file():
+        with np.load(cache) as stored:
+            if str(stored["key"]) == key:
+                log.info("teachers' labels reused from %s", cache)
+                return stored["train"], json.loads(str(stored["record"]))
+        log.info("%s holds other teachers' or faces' labels; labelling again", cache)
+    soft, described = teacher_probabilities(teachers, faces, labels)
+    val_probs, _ = teacher_probabilities(teachers, val_faces, labels)
+    record = {"teachers": described,
+              "teacher_train_accuracy": float((soft.argmax(1) == targets).mean()),
+              "teacher_val_accuracy": float((val_probs.argmax(1) == val_targets).mean())}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache, "wb") as f:  # np.savez would add ".npz" to a name without it
+        np.savez(f, key=key, train=soft, record=json.dumps(record))
+    return soft, record

@@ -25,7 +25,7 @@ from fer_stream.preprocessing import to_model_input
 from training.dataset import (FER2013_LABELS, FaceArrays, LabelledFiles, cap_per_class, content_groups, load_faces,
                               scan_label_folders, split_validation)
 from training.augment import augment_faces
-from training.distill import blend_targets, teacher_probabilities
+from training.distill import blend_targets, label_with_teachers
 from training.model import build_classifier
 from training.presets import Augmentation, Preset
 
@@ -347,11 +347,9 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
 
     soft_targets, distillation = None, None
     if teachers:
-        soft_targets, described = teacher_probabilities(teachers, faces, labels)
-        val_probs, _ = teacher_probabilities(teachers, val.faces, labels)
-        distillation = {"teachers": described, "weight": preset.distill_weight,
-                        "teacher_train_accuracy": float((soft_targets.argmax(1) == targets).mean()),
-                        "teacher_val_accuracy": float((val_probs.argmax(1) == val.targets).mean())}
+        soft_targets, record = label_with_teachers(teachers, faces, targets, val.faces, val.targets, labels,
+                                                   out / "teacher_targets.npz")
+        distillation = {**record, "weight": preset.distill_weight}
         log.info("distilling from %d teacher(s), weight %.2f: their mean (flip-averaged) scores %.4f on validation",
                  len(teachers), preset.distill_weight, distillation["teacher_val_accuracy"])
     train_batches = FaceBatches(faces, targets, len(labels), preset.batch_size, shuffle=True,
