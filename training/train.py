@@ -2,8 +2,9 @@
 
 Outputs (in ``out``): ``<model_id>.keras`` (best validation accuracy),
 ``history.csv`` and ``training_curves.png``, ``run.json`` (preset, data
-summary, fingerprint, wall time), and ``backup/`` so an interrupted run
-resumes where it stopped when started again with the same arguments.
+summary, fingerprint, wall time), ``backup/`` so an interrupted run
+resumes where it stopped when started again with the same arguments, and
+(with teachers) ``teacher_targets.npz``, so the resumed run does not label again.
 """
 
 from __future__ import annotations
