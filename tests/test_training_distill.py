@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 
@@ -42,6 +43,26 @@ def test_teacher_probabilities_are_the_mean_of_the_flip_averaged_teachers(size):
     assert [d["quantization"] for d in described] == ["float32", "int8"]
 
 
+def test_shift_views_average_the_face_moved_in_four_directions_and_mirrored():
+    """Checked against OpenCV's translation with replicated borders, not the module's own shifting."""
+    smoke = smoke_run()
+    teacher = smoke.exported(".tflite")
+    faces = load_faces(scan_label_folders(smoke.val), SMOKE_SIZE).faces[:10]
+    probs, _ = teacher_probabilities([teacher], faces, LABELS, views="shift", batch_size=4)
+
+    step = max(1, round(SMOKE_SIZE / 24))
+    classifier = load_classifier(teacher, backend="litert")
+    expected = np.zeros_like(probs)
+    for dx, dy in [(0, 0), (step, 0), (-step, 0), (0, step), (0, -step)]:
+        moved = np.stack([cv2.warpAffine(f, np.float32([[1, 0, dx], [0, 1, dy]]), f.shape[::-1],
+                                         borderMode=cv2.BORDER_REPLICATE) for f in faces])
+        x = to_model_input(moved)
+        expected += classifier.predict(x) + classifier.predict(x[:, :, ::-1])
+    np.testing.assert_allclose(probs, expected / 10, atol=1e-6)
+    flip_only, _ = teacher_probabilities([teacher], faces, LABELS, views="flip")
+    assert not np.allclose(probs, flip_only, atol=1e-4)
+
+
 def test_teacher_with_other_label_order_is_refused(tmp_path):
     smoke = smoke_run()
     model = smoke.exported(".tflite")
@@ -63,9 +84,9 @@ def test_teachers_label_once_per_teachers_and_faces(tmp_path, monkeypatch):
     cache = tmp_path / "teacher_targets.npz"
     calls = []
 
-    def counted(teachers, batch, labels):
+    def counted(teachers, batch, labels, **kwargs):
         calls.append(len(batch))
-        return teacher_probabilities(teachers, batch, labels)
+        return teacher_probabilities(teachers, batch, labels, **kwargs)
 
     monkeypatch.setattr(distill, "teacher_probabilities", counted)
     float_teacher, int8_teacher = [smoke.exported(".tflite")], [smoke.exported(".int8.tflite")]
@@ -80,6 +101,9 @@ def test_teachers_label_once_per_teachers_and_faces(tmp_path, monkeypatch):
     assert calls == [12, 8] * 2
     label_with_teachers(int8_teacher, train_faces[::-1], train_targets[::-1], val_faces, val_targets, LABELS, cache)
     assert calls == [12, 8] * 3
+    shift = label_with_teachers(int8_teacher, train_faces[::-1], train_targets[::-1], val_faces, val_targets, LABELS, cache,
+                                views="shift")
+    assert calls == [12, 8] * 4 and shift[1]["teacher_views"] == "shift"
 
 
 def test_missing_teacher_stops_before_training(tmp_path, capsys):

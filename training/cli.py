@@ -20,7 +20,8 @@ def _train(args: argparse.Namespace) -> int:
                                    ("batch_size", args.batch_size), ("architecture", args.architecture),
                                    ("learning_rate", args.learning_rate), ("warmup_epochs", args.warmup_epochs),
                                    ("average_last_epochs", args.average_last),
-                                   ("distill_weight", args.distill_weight)) if v is not None}
+                                   ("distill_weight", args.distill_weight),
+                                   ("teacher_views", args.teacher_views)) if v is not None}
     if overrides:
         preset = preset.model_copy(update=overrides)
         preset = type(preset).model_validate(preset.model_dump())
@@ -111,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--teacher", action="append", metavar="MODEL",
                    help="distil from this exported model (.tflite/.keras with its card); repeat for an ensemble")
     t.add_argument("--distill-weight", type=float, help="weight of the teachers' probabilities in the target (default 0.6)")
+    t.add_argument("--teacher-views", choices=["flip", "shift"],
+                   help="views of each face the teachers average over: flip (2) or shift (10, stronger, 5x the labelling time)")
     t.add_argument("--max-minutes", type=float, help="stop at the first epoch end after this wall time; rerun to resume")
     t.add_argument("--export-to", help="after training, export the model into this directory (like 'fer-train export')")
     t.set_defaults(func=_train)

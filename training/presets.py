@@ -22,6 +22,10 @@ class Augmentation(BaseModel):
     erasing: float = Field(0.0, ge=0, le=1, description="probability of random erasing (cutout)")
 
 
+#: Views of each face a teacher's probabilities are averaged over (``training.distill.TEACHER_VIEWS``).
+TeacherViews = Literal["flip", "shift"]
+
+
 class Preset(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -48,6 +52,8 @@ class Preset(BaseModel):
                                      "kept only if it beats the best single epoch on validation")
     distill_weight: float = Field(0.6, ge=0, le=1, description="with teachers (--teacher): weight of their mean "
                                   "probabilities in the target, the rest on the true label")
+    teacher_views: TeacherViews = Field("flip", description="with teachers: the views of each face "
+                                                    "their probabilities are averaged over (training.distill.TEACHER_VIEWS)")
     validation_split: float = Field(0.2, description="used only when no validation directory is given")
     per_class_cap: int | None = Field(None, description="exactly this many training images per class (over/undersampled)")
     augmentation: Augmentation = Field(default_factory=Augmentation)

@@ -349,10 +349,10 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
     soft_targets, distillation = None, None
     if teachers:
         soft_targets, record = label_with_teachers(teachers, faces, targets, val.faces, val.targets, labels,
-                                                   out / "teacher_targets.npz")
+                                                   out / "teacher_targets.npz", views=preset.teacher_views)
         distillation = {**record, "weight": preset.distill_weight}
-        log.info("distilling from %d teacher(s), weight %.2f: their mean (flip-averaged) scores %.4f on validation",
-                 len(teachers), preset.distill_weight, distillation["teacher_val_accuracy"])
+        log.info("distilling from %d teacher(s), weight %.2f: their mean (%s views) scores %.4f on validation",
+                 len(teachers), preset.distill_weight, preset.teacher_views, distillation["teacher_val_accuracy"])
     train_batches = FaceBatches(faces, targets, len(labels), preset.batch_size, shuffle=True,
                                 mixup_alpha=preset.mixup_alpha, augmentation=preset.augmentation, steps=preset.steps_per_epoch, seed=seed,
                                 soft_targets=soft_targets, distill_weight=preset.distill_weight,
