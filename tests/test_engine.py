@@ -67,6 +67,7 @@ def test_backends_agree(models, batch):
     dequantised = int8.predict(batch)  # int8 in and out, scaled back to probabilities
     assert dequantised.dtype == np.float32 and dequantised.shape == (5, len(LABELS))
     np.testing.assert_allclose(dequantised, expected, atol=0.03)
+    np.testing.assert_allclose(dequantised.sum(axis=1), 1.0, atol=1e-5)  # renormalised, not 1 +- a few 1/256 steps
 
 
 def test_auto_without_gpu_uses_litert_on_the_float_sibling(models, batch, monkeypatch):

@@ -119,6 +119,9 @@ class _LiteRTRunner:
         out = interpreter.get_tensor(self._output["index"])
         if self._output["dtype"] != np.float32:
             out = (out.astype(np.float32) - self._out_zero) * np.float32(self._out_scale)
+            # A quantised softmax comes in 1/256 steps and sums to 1 only within a few of them. Renormalised,
+            # published probabilities and alert thresholds mean the same for int8 and float models.
+            out /= np.maximum(out.sum(axis=1, keepdims=True), np.float32(1e-6))
         return out.astype(np.float32, copy=False)
 
 
