@@ -8,9 +8,10 @@ which faces are ambiguous.
 
 Offline: each teacher labels every training face once, in a few views (see
 ``TEACHER_VIEWS``), before training starts (seconds to minutes through LiteRT),
-and the augmented views of a face reuse its soft target. That costs one pass per teacher instead of one per
-training step. The labels are cached in the run directory, keyed by the
-teachers' sha256 and the faces themselves, so a resumed run does not label again.
+and the augmented views of a face reuse its soft target. That costs one pass
+per teacher instead of one per training step. The labels are cached in the run
+directory, keyed by the teachers' sha256, the views and the faces themselves,
+so a resumed run does not label again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+
 import numpy as np
 
 from fer_stream.inference.engine import load_classifier
@@ -38,7 +40,8 @@ class DistillationError(ValueError):
 #: probabilities are the mean over all of them. "flip": the face and its mirror
 #: image. "shift": also moved left, right, up and down (10 views), within the
 #: training augmentation's range. On PublicTest, 2026.11.24.5 scores 0.6818
-#: with "flip" and 0.6863 with "shift": a stronger teacher for the same network.
+#: with "flip" and 0.6863 with "shift": a stronger teacher for the same network
+#: (though its student did not gain from it: stage 8 in docs/training.md).
 TEACHER_VIEWS: dict[str, tuple[tuple[int, int], ...]] = {
     "flip": ((0, 0),),
     "shift": ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)),
