@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from training.dataset import FER2013_LABELS  # noqa: E402
 from training.model import build_classifier  # noqa: E402
 from training.presets import PRESETS  # noqa: E402
-from training.train import FaceBatches, _optimizer  # noqa: E402
+from training.train import FaceBatches, compile_for_training  # noqa: E402
 
 TRAINING_FACES = 28_709  # FER-2013's training split
 
@@ -53,9 +53,7 @@ def main() -> None:
                           mixup_alpha=preset.mixup_alpha, augmentation=preset.augmentation, seed=0)
     steps_per_epoch = -(-TRAINING_FACES // preset.batch_size) if preset.steps_per_epoch is None else preset.steps_per_epoch
 
-    model = build_classifier(preset, len(FER2013_LABELS))
-    model.compile(optimizer=_optimizer(preset, steps_per_epoch),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=preset.label_smoothing))
+    model = compile_for_training(build_classifier(preset, len(FER2013_LABELS)), preset, steps_per_epoch)
     x, y = batches[0]
     step = _seconds_per_call(lambda: model.train_on_batch(x, y), args.steps)
     index = iter(range(1, args.steps + 2))

@@ -82,7 +82,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from training.presets import PRESETS
+    from typing import get_args
+
+    from training.presets import PRESETS, TeacherViews
 
     parser = argparse.ArgumentParser(prog="fer-train", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -112,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--teacher", action="append", metavar="MODEL",
                    help="distil from this exported model (.tflite/.keras with its card); repeat for an ensemble")
     t.add_argument("--distill-weight", type=float, help="weight of the teachers' probabilities in the target (default 0.6)")
-    t.add_argument("--teacher-views", choices=["flip", "shift"],
+    t.add_argument("--teacher-views", choices=get_args(TeacherViews),
                    help="views of each face the teachers average over: flip (2) or shift (10, stronger, 5x the labelling time)")
     t.add_argument("--max-minutes", type=float, help="stop at the first epoch end after this wall time; rerun to resume")
     t.add_argument("--export-to", help="after training, export the model into this directory (like 'fer-train export')")

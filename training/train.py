@@ -262,6 +262,16 @@ class TrainResult:
     completed: bool
 
 
+def compile_for_training(model: keras.Model, preset: Preset, steps_per_epoch: int) -> keras.Model:
+    """The preset's optimiser, schedule and loss, as ``train`` uses them (``bench/bench_train_step.py`` times it)."""
+    model.compile(
+        optimizer=_optimizer(preset, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=preset.label_smoothing),
+        metrics=["accuracy"],
+    )
+    return model
+
+
 def _optimizer(preset: Preset, steps_per_epoch: int):
     lr = preset.learning_rate
     if preset.schedule == "cosine":
@@ -362,12 +372,7 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
     classifier = build_classifier(preset, len(labels), weights)
     if init_weights is not None:  # fine-tune: continue from an earlier run's best weights
         classifier.load_weights(str(init_weights))
-    trainer = classifier
-    trainer.compile(
-        optimizer=_optimizer(preset, len(train_batches)),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=preset.label_smoothing),
-        metrics=["accuracy"],
-    )
+    trainer = compile_for_training(classifier, preset, len(train_batches))
     best_weights = out / "best.weights.h5"
     callbacks = [
         # Kept when the time budget stops the run, so the same command resumes it.
