@@ -16,6 +16,7 @@ from training.cli import main
 from training.dataset import load_faces, scan_label_folders
 from training import distill
 from training.distill import DistillationError, blend_targets, label_with_teachers, teacher_probabilities
+from training.presets import DEFAULT, LIGHT_AUGMENTATION
 from training_fixtures import FER_TRAIN, LABELS, SMOKE_SIZE, smoke_run
 
 
@@ -115,12 +116,16 @@ def test_missing_teacher_stops_before_training(tmp_path, capsys):
 
 
 def test_distilled_run_records_its_teachers(tmp_path):
+    """Also a fine-tune's options: light augmentation and no mixup reach the preset the run records."""
     smoke = smoke_run()
     out = tmp_path / "run"
     assert main(["train", "--data", str(FER_TRAIN), "--val", str(smoke.val), "--out", str(out), "--limit-per-class", "10",
                  "--epochs", "1", "--input-size", "32", "--alpha", "0.25", "--batch-size", "16", "--workers", "1",
-                 "--average-last", "0", "--teacher", str(smoke.exported(".tflite")), "--distill-weight", "0.8"]) == 0
+                 "--average-last", "0", "--teacher", str(smoke.exported(".tflite")), "--distill-weight", "0.8",
+                 "--augmentation", "light", "--mixup-alpha", "0"]) == 0
     run = json.loads((out / "run.json").read_text())
+    assert run["preset"]["augmentation"] == LIGHT_AUGMENTATION.model_dump()
+    assert run["preset"]["augmentation"] != DEFAULT.augmentation.model_dump() and run["preset"]["mixup_alpha"] == 0
     distillation = run["distillation"]
     assert distillation["weight"] == run["preset"]["distill_weight"] == 0.8
     assert [t["path"] for t in distillation["teachers"]] == [str(smoke.exported(".tflite"))]

@@ -10,7 +10,7 @@ import sys
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.presets import PRESETS
+    from training.presets import AUGMENTATIONS, PRESETS
     from fer_stream.model_card import ModelCardError
     from training.distill import DistillationError
     from training.train import ImageNetWeightsMissing, train
@@ -21,7 +21,8 @@ def _train(args: argparse.Namespace) -> int:
                                    ("learning_rate", args.learning_rate), ("warmup_epochs", args.warmup_epochs),
                                    ("average_last_epochs", args.average_last),
                                    ("distill_weight", args.distill_weight),
-                                   ("teacher_views", args.teacher_views)) if v is not None}
+                                   ("teacher_views", args.teacher_views), ("mixup_alpha", args.mixup_alpha),
+                                   ("augmentation", AUGMENTATIONS.get(args.augmentation))) if v is not None}
     if overrides:
         preset = preset.model_copy(update=overrides)
         preset = type(preset).model_validate(preset.model_dump())
@@ -116,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distill-weight", type=float, help="weight of the teachers' probabilities in the target (default 0.6)")
     t.add_argument("--teacher-views", choices=get_args(TeacherViews),
                    help="views of each face the teachers average over: flip (2) or shift (10, stronger, 5x the labelling time)")
+    t.add_argument("--mixup-alpha", type=float, help="Beta(a, a) mixup; 0 disables")
+    t.add_argument("--augmentation", choices=["preset", "light"], default="preset",
+                   help="the preset's augmentation, or light (flip, 5%% shift and zoom) for the end of a fine-tune")
     t.add_argument("--max-minutes", type=float, help="stop at the first epoch end after this wall time; rerun to resume")
     t.add_argument("--export-to", help="after training, export the model into this directory (like 'fer-train export')")
     t.set_defaults(func=_train)

@@ -40,8 +40,9 @@ class DistillationError(ValueError):
 #: probabilities are the mean over all of them. "flip": the face and its mirror
 #: image. "shift": also moved left, right, up and down (10 views), within the
 #: training augmentation's range. On PublicTest, 2026.11.24.5 scores 0.6818
-#: with "flip" and 0.6863 with "shift": a stronger teacher for the same network
-#: (though its student did not gain from it: stage 8 in docs/training.md).
+#: with "flip" and 0.6863 with "shift": a stronger teacher for the same network.
+#: Its student gained only when the fine-tune ended on light augmentation
+#: without mixup (stages 8 and 9 in docs/training.md).
 TEACHER_VIEWS: dict[str, tuple[tuple[int, int], ...]] = {
     "flip": ((0, 0),),
     "shift": ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)),

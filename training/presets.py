@@ -111,3 +111,10 @@ DEFAULT = Preset(
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (SEED, DEFAULT)}
+
+#: For the last epochs of a fine-tune: flips and small shifts only, so the network
+#: ends on faces like those it will see (``--augmentation light``).
+LIGHT_AUGMENTATION = Augmentation(horizontal_flip=True, zoom=0.05, shear=0.0, shift=0.05)
+
+#: ``--augmentation`` choices besides ``preset`` (the preset's own).
+AUGMENTATIONS: dict[str, Augmentation] = {"light": LIGHT_AUGMENTATION}
