@@ -85,7 +85,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from typing import get_args
 
-    from training.presets import PRESETS, TeacherViews
+    from training.presets import AUGMENTATIONS, PRESETS, TeacherViews
 
     parser = argparse.ArgumentParser(prog="fer-train", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--teacher-views", choices=get_args(TeacherViews),
                    help="views of each face the teachers average over: flip (2) or shift (10, stronger, 5x the labelling time)")
     t.add_argument("--mixup-alpha", type=float, help="Beta(a, a) mixup; 0 disables")
-    t.add_argument("--augmentation", choices=["preset", "light"], default="preset",
+    t.add_argument("--augmentation", choices=["preset", *AUGMENTATIONS], default="preset",
                    help="the preset's augmentation, or light (flip, 5%% shift and zoom) for the end of a fine-tune")
     t.add_argument("--max-minutes", type=float, help="stop at the first epoch end after this wall time; rerun to resume")
     t.add_argument("--export-to", help="after training, export the model into this directory (like 'fer-train export')")
