@@ -32,10 +32,13 @@ CAMERA_UP = Gauge("fer_camera_up", "1 while the camera delivers frames, 0 while 
 CAMERA_RECONNECTS = Counter("fer_camera_reconnects_total", "Attempts to reopen the stream", ["camera"])
 CAMERA_STALLS = Counter("fer_camera_stalls_total", "Times the stream delivered no frame for stall_timeout_s", ["camera"])
 FACES_DETECTED = Counter("fer_faces_detected_total", "Faces found by the detector", ["camera"])
+FACES_GATED = Counter(
+    "fer_faces_gated_total", "Tracked faces not classified by the face-quality gate", ["camera", "reason"]
+)
 FACES_CLASSIFIED = Counter("fer_faces_classified_total", "Faces with a classification result back", ["camera"])
 PREDICTIONS = Counter("fer_predictions_total", "Classified faces by top emotion", ["camera", "emotion"])
 TRACKS_ACTIVE = Gauge("fer_tracks_active", "Face tracks currently followed", ["camera"], multiprocess_mode="max")
-DETECTION_SECONDS = Histogram("fer_detection_seconds", "Face detection time per frame", ["camera"], buckets=LATENCY_BUCKETS)
+DETECTION_SECONDS = Histogram("fer_detection_seconds", "Face detection, tracking and cropping time per frame", ["camera"], buckets=LATENCY_BUCKETS)
 END_TO_END_SECONDS = Histogram(
     "fer_end_to_end_latency_seconds",
     "Frame capture to classification result back in the camera worker",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Self
+from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -125,6 +125,17 @@ class RedisConfig(BaseModel):
         return redact_url(self.url)
 
 
+EnterScore = Annotated[float, Field(gt=0, le=1)]
+ReleaseScore = Annotated[float, Field(ge=0, lt=1)]
+
+
+def _per_emotion(value: Any) -> Any:
+    """Emotion names of a per-emotion threshold map, lower-cased like ``watched``."""
+    if isinstance(value, dict):
+        return {str(name).strip().lower(): score for name, score in value.items()}
+    return value
+
+
 def _normalised_emotions(watched: list[str]) -> list[str]:
     names = [name.strip().lower() for name in watched]
     if not names:
@@ -145,8 +156,12 @@ class AlertRules(BaseModel):
     smoothing_half_life_s: float = Field(
         1.0, gt=0, description="half-life of the exponential moving average of each class, in seconds of frame time"
     )
-    enter_threshold: float = Field(0.4, gt=0, le=1, description="smoothed probability at which an episode may start")
-    release_threshold: float = Field(0.25, ge=0, lt=1, description="smoothed probability below which an episode ends")
+    enter_threshold: EnterScore | dict[str, EnterScore] = Field(
+        0.4, description="smoothed probability at which an episode may start; one number, or one per watched emotion"
+    )
+    release_threshold: ReleaseScore | dict[str, ReleaseScore] = Field(
+        0.25, description="smoothed probability below which an episode ends; one number, or one per watched emotion"
+    )
     min_duration_s: float = Field(1.0, ge=0, description="the smoothed score must stay >= enter_threshold this long")
     min_observations: int = Field(5, ge=1, description="classifications needed above enter_threshold before a start")
     cooldown_s: float = Field(60.0, ge=0, description="after an episode, no new start for the same camera, track, emotion")
@@ -156,14 +171,36 @@ class AlertRules(BaseModel):
     def _watched_names(cls, watched: list[str]) -> list[str]:
         return _normalised_emotions(watched)
 
+    @field_validator("enter_threshold", "release_threshold", mode="before")
+    @classmethod
+    def _emotion_keys(cls, value: Any) -> Any:
+        return _per_emotion(value)
+
     @model_validator(mode="after")
     def _hysteresis(self) -> Self:
-        if self.release_threshold >= self.enter_threshold:
-            raise ValueError(
-                f"release_threshold ({self.release_threshold}) must be below enter_threshold ({self.enter_threshold}): "
-                "the gap between them is what stops an episode flickering on and off"
-            )
+        for name, threshold in (("enter_threshold", self.enter_threshold), ("release_threshold", self.release_threshold)):
+            if isinstance(threshold, dict):
+                missing = [emotion for emotion in self.watched if emotion not in threshold]
+                if missing:
+                    raise ValueError(
+                        f"{name} gives no value for {', '.join(missing)}: give one per watched emotion, or one number for all"
+                    )
+        for emotion in self.watched:
+            enter, release = self.enter_for(emotion), self.release_for(emotion)
+            if release >= enter:
+                raise ValueError(
+                    f"release_threshold ({release}) must be below enter_threshold ({enter}) for {emotion}: "
+                    "the gap between them is what stops an episode flickering on and off"
+                )
         return self
+
+    def enter_for(self, emotion: str) -> float:
+        threshold = self.enter_threshold
+        return threshold[emotion] if isinstance(threshold, dict) else threshold
+
+    def release_for(self, emotion: str) -> float:
+        threshold = self.release_threshold
+        return threshold[emotion] if isinstance(threshold, dict) else threshold
 
     def merged(self, override: AlertRulesOverride | None) -> AlertRules:
         """These rules with a camera's overrides applied; the result is validated as a whole."""
@@ -179,8 +216,8 @@ class AlertRulesOverride(BaseModel):
 
     watched: list[str] | None = None
     smoothing_half_life_s: float | None = Field(None, gt=0)
-    enter_threshold: float | None = Field(None, gt=0, le=1)
-    release_threshold: float | None = Field(None, ge=0, lt=1)
+    enter_threshold: EnterScore | dict[str, EnterScore] | None = None
+    release_threshold: ReleaseScore | dict[str, ReleaseScore] | None = None
     min_duration_s: float | None = Field(None, ge=0)
     min_observations: int | None = Field(None, ge=1)
     cooldown_s: float | None = Field(None, ge=0)
@@ -189,6 +226,11 @@ class AlertRulesOverride(BaseModel):
     @classmethod
     def _watched_names(cls, watched: list[str] | None) -> list[str] | None:
         return None if watched is None else _normalised_emotions(watched)
+
+    @field_validator("enter_threshold", "release_threshold", mode="before")
+    @classmethod
+    def _emotion_keys(cls, value: Any) -> Any:
+        return _per_emotion(value)
 
     @model_validator(mode="before")
     @classmethod

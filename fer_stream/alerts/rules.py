@@ -8,8 +8,8 @@ does not change what counts as "sustained".
 Smoothing: per track, a time-weighted exponential moving average of the class
 probabilities (half-life in seconds), starting from the uniform distribution.
 
-Per (track, watched emotion) the state is: idle -> candidate (smoothed score
->= enter_threshold; start time and observations counted) -> episode (a start
+Per (track, watched emotion) the state is (thresholds may differ per emotion):
+idle -> candidate (smoothed score >= enter_threshold; start time and observations counted) -> episode (a start
 event was emitted once the candidate lasted min_duration_s with
 min_observations and no cooldown applied) -> idle (an end event when the score
 falls below release_threshold or the track is lost; cooldown begins).
@@ -84,6 +84,8 @@ class AlertTracker:
         self.camera = camera
         self.labels = list(labels)
         self._watched = [self.labels.index(name) for name in rules.watched]
+        self._enter = {self.labels.index(name): rules.enter_for(name) for name in rules.watched}
+        self._release = {self.labels.index(name): rules.release_for(name) for name in rules.watched}
         self._model = ModelRef(id=model_id, version=model_version)
         self._host = host or socket.gethostname()
         self._max_tracks = max_tracks
@@ -164,12 +166,12 @@ class AlertTracker:
         rules = self.rules
         run = track.runs.get(index)
         if run is not None and run.started:
-            if score < rules.release_threshold:
+            if score < self._release[index]:
                 del track.runs[index]
                 return self._end(track_id, track, index, run, t)
             run.add(score)
             return None
-        if score < rules.enter_threshold:
+        if score < self._enter[index]:
             track.runs.pop(index, None)
             return None
         if run is None:

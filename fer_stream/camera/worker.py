@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from fer_stream.camera.source import SourceState
 from fer_stream.config.models import CameraSettings
+from fer_stream.faces.quality import QualityProblem
 from fer_stream.faces import crop_face, draw_annotations
-from fer_stream.messages import CameraStatus, CameraView, FaceRequest, FaceResult, TrackView
-from fer_stream.preprocessing import prepare_face
+from fer_stream.messages import CameraStatus, CameraView, FaceRequest, FaceResult
 from fer_stream.queues import BoundedQueue
 
 log = logging.getLogger(__name__)
@@ -66,14 +66,6 @@ class CameraQueues:
         return (self.requests, self.alerts, self.status, self.views)
 
 
-@dataclass
-class TrackState:
-    box: tuple[int, int, int, int]
-    emotion: str | None = None
-    score: float = 0.0
-    alerting: set[str] = field(default_factory=set)
-
-
 def main(spec: CameraSpec, queues: CameraQueues, view_wanted, parent_pid: int) -> None:
     """Process entry point (spawned by the supervisor)."""
     from fer_stream.supervisor.child import parent_alive, start_child
@@ -98,9 +90,8 @@ class CameraLoop:
     """One camera's pipeline, one ``step`` per processed frame (or per idle wait)."""
 
     def __init__(self, spec: CameraSpec, queues: CameraQueues, view_wanted) -> None:
-        from fer_stream.alerts.rules import AlertTracker
         from fer_stream.camera.source import FrameSource
-        from fer_stream.faces import IouTracker, create_detector
+        from fer_stream.pipeline import build_pipeline
 
         settings = spec.settings
         self.spec = spec
@@ -109,15 +100,14 @@ class CameraLoop:
         self.view_wanted = view_wanted
         self.period = 1.0 / settings.camera.fps
         self.source = FrameSource(settings.camera, start=False)
-        self.detector = create_detector(settings.detector)
-        tracking = settings.tracking
-        self.tracker = IouTracker(tracking.iou_threshold, tracking.max_missed_s, tracking.min_hits)
-        self.rules = (
-            AlertTracker(settings.alert_rules, spec.name, list(spec.labels), spec.model_id, spec.model_version)
-            if spec.alerts_enabled else None
+        self.pipeline = build_pipeline(
+            settings,
+            labels=spec.labels,
+            input_size=spec.input_size,
+            model_id=spec.model_id,
+            model_version=spec.model_version,
+            alerts_enabled=spec.alerts_enabled,
         )
-        self.tracks: dict[int, TrackState] = {}
-        self.frame_size = (0, 0)
         self.finished = False
         self._next_due = 0.0
         self._last_frame_id: int | None = None
@@ -137,6 +127,7 @@ class CameraLoop:
         self.m_e2e = metrics.END_TO_END_SECONDS.labels(camera=cam)
         self.m_tracks = metrics.TRACKS_ACTIVE.labels(camera=cam)
         self.m_predictions = {label: metrics.PREDICTIONS.labels(camera=cam, emotion=label) for label in self.spec.labels}
+        self.m_gated = {problem: metrics.FACES_GATED.labels(camera=cam, reason=problem.value) for problem in QualityProblem}
 
     def start(self) -> None:
         self.source.start()
@@ -144,10 +135,9 @@ class CameraLoop:
     def close(self) -> None:
         """Stop reading, end the open alert episodes and hand their end events over before the process exits."""
         self.source.close()
-        if self.rules is not None:
-            self.handle_results()  # classifications already back still count
-            for alert in self.rules.forget_all(time.time()):
-                self.queues.alerts.put(alert)
+        self.handle_results()  # classifications already back still count
+        for alert in self.pipeline.finish(time.time()):
+            self.queues.alerts.put(alert)
         if not self.queues.alerts.flush(ALERT_FLUSH_S):
             log.warning("the supervisor did not take the last alerts within %.0f s; they are lost", ALERT_FLUSH_S)
 
@@ -170,60 +160,37 @@ class CameraLoop:
         self.process(frame)
 
     def process(self, frame) -> None:
-        image = frame.image
-        self.frame_size = (image.shape[1], image.shape[0])
         started = time.perf_counter()
-        detections = self.detector.detect(image)
+        faces = self.pipeline.faces(frame.image, frame.captured_at)
         self.m_detect_s.observe(time.perf_counter() - started)
         self.m_processed.inc()
-        self.m_detected.inc(len(detections))
+        self.m_detected.inc(faces.detections)
         self._processed_times.append(time.monotonic())
-
-        update = self.tracker.update(detections, frame.captured_at)
-        for track in update.active:  # confirmed tracks seen in this frame
-            state = self.tracks.setdefault(track.track_id, TrackState(track.box))
-            state.box = track.box
-            face = prepare_face(crop_face(image, track.box), self.spec.input_size)
+        for problem in faces.gated:
+            self.m_gated[problem].inc()
+        for crop in faces.crops:
             self.queues.requests.put(
-                FaceRequest(self.name, track.track_id, frame.frame_id, frame.captured_at, frame.captured_monotonic, face)
+                FaceRequest(self.name, crop.track_id, frame.frame_id, frame.captured_at, frame.captured_monotonic, crop.face)
             )
-        for track_id in update.ended:
-            self.tracks.pop(track_id, None)
-            if self.rules is not None:
-                for alert in self.rules.forget(track_id, frame.captured_at):
-                    self.queues.alerts.put(alert)
-        self.m_tracks.set(len(self.tracks))
-        self.maybe_send_view(image)
+        for alert in faces.alerts:
+            self.queues.alerts.put(alert)
+        self.m_tracks.set(len(self.pipeline.tracks))
+        self.maybe_send_view(frame.image)
 
     def handle_results(self) -> None:
         now = time.monotonic()
         for result in self.queues.results.drain(256):
             self.m_e2e.observe(now - result.captured_monotonic)
             self.m_classified.inc()
-            top = int(np.argmax(result.probabilities))
-            emotion = self.spec.labels[top]
-            self.m_predictions[emotion].inc()
-            state = self.tracks.get(result.track_id)
-            if state is None:
-                continue  # the track ended while its face was in flight
-            state.emotion, state.score = emotion, float(result.probabilities[top])
-            if self.rules is None:
-                continue
-            alerts = self.rules.observe(result.track_id, result.probabilities, result.captured_at, state.box, self.frame_size)
-            for alert in alerts:
-                (state.alerting.add if alert.event == "start" else state.alerting.discard)(alert.emotion)
+            self.m_predictions[self.spec.labels[int(np.argmax(result.probabilities))]].inc()
+            for alert in self.pipeline.observe(result.track_id, result.probabilities, result.captured_at):
                 self.queues.alerts.put(alert)
-
-    def track_views(self) -> tuple[TrackView, ...]:
-        return tuple(
-            TrackView(tid, s.box, s.emotion, s.score, bool(s.alerting)) for tid, s in sorted(self.tracks.items())
-        )
 
     def send_status(self, now: float) -> None:
         self._processed_times = [t for t in self._processed_times if now - t <= 5.0]
         fps = len(self._processed_times) / 5.0
         self.queues.status.put(
-            CameraStatus(self.name, str(self.source.state), self.source.state is SourceState.UP, now, fps, self.track_views())
+            CameraStatus(self.name, str(self.source.state), self.source.state is SourceState.UP, now, fps, self.pipeline.views())
         )
         self._last_status = now
 
@@ -231,7 +198,7 @@ class CameraLoop:
         now = time.monotonic()
         if not self.view_wanted.is_set() or now - self._last_view < 1.0 / VIEW_FPS:
             return
-        views = self.track_views()
+        views = self.pipeline.views()
         annotated = draw_annotations(
             image, [(v.box, v.emotion, v.score, v.track_id, v.alerting) for v in views], alerting=any(v.alerting for v in views)
         )

@@ -135,6 +135,19 @@ class TrackingOverride(_Section):
     min_hits: int | None = Field(None, ge=1)
 
 
+class FaceQualitySettings(_Section):
+    """The ``face_quality:`` section: faces that fail are tracked but not classified (fer_stream/faces/quality.py)."""
+
+    enabled: bool = True
+    min_face_px: int = Field(32, ge=1, description="shorter side of the face box, full-frame pixels")
+    min_sharpness: float = Field(
+        15.0, ge=0, description="variance of the Laplacian of the model-sized grey face; lower = blurred"
+    )
+    max_yaw: float = Field(
+        0.45, gt=0, description="nose-tip offset from the eye midpoint / eye distance (YuNet landmarks only)"
+    )
+
+
 class HttpSettings(_Section):
     """The daemon's HTTP server: /metrics, /healthz, /readyz and the live view."""
 
@@ -223,6 +236,7 @@ class CameraSettings(BaseModel):
     camera: CameraConfig
     detector: DetectorSettings
     tracking: TrackingSettings
+    face_quality: FaceQualitySettings = Field(default_factory=FaceQualitySettings)
     alert_rules: AlertRules
 
 
@@ -235,6 +249,7 @@ class FerStreamConfig(_Section):
     model: ModelSettings = Field(default_factory=ModelSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    face_quality: FaceQualitySettings = Field(default_factory=FaceQualitySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
@@ -282,6 +297,7 @@ class FerStreamConfig(_Section):
             camera=camera,
             detector=detector,
             tracking=_merged(self.tracking, camera.tracking),
+            face_quality=self.face_quality,
             alert_rules=self.alerts.rules.merged(camera.alert_rules),
         )
 

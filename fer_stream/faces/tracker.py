@@ -27,6 +27,7 @@ class Track:
     first_seen: float
     last_seen: float
     hits: int = 1
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +73,15 @@ class IouTracker:
                     continue
                 track, detection = self._tracks[ti], detections[di]
                 track.box, track.score, track.last_seen = detection.box, detection.score, t
+                track.landmarks = detection.landmarks
                 track.hits += 1
                 matched_tracks.add(ti)
                 matched_detections.add(di)
         seen = [track for index, track in enumerate(self._tracks) if index in matched_tracks]
         for index, detection in enumerate(detections):
             if index not in matched_detections:
-                track = Track(self._next_id, detection.box, detection.score, first_seen=t, last_seen=t)
+                track = Track(self._next_id, detection.box, detection.score, first_seen=t, last_seen=t,
+                              landmarks=detection.landmarks)
                 self._next_id += 1
                 self._tracks.append(track)
                 seen.append(track)

@@ -1,0 +1,172 @@
+"""One camera's pipeline: frame -> detections -> tracks -> face crops; probabilities -> track state -> alerts.
+
+Synchronous and free of processes and queues, with its collaborators (detector,
+tracker, alert rules) injected, so the camera worker, ``predict``, ``replay``
+and ``calibrate`` run the very same steps: what is measured offline is what the
+daemon does. The daemon sends the crops to the shared inference worker and
+feeds the probabilities back when they return; the offline tools classify them
+in place with :meth:`FacePipeline.classify`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fer_stream.alerts.message import Alert
+from fer_stream.alerts.rules import AlertTracker
+from fer_stream.config.models import CameraSettings, FaceQualitySettings
+from fer_stream.faces import IouTracker, crop_face
+from fer_stream.faces.detector import FaceDetector
+from fer_stream.faces.quality import QualityProblem, quality_problem
+from fer_stream.messages import TrackView
+from fer_stream.preprocessing import prepare_face, to_model_input
+
+#: A batch of prepared faces (``to_model_input``) -> class probabilities, one row a face.
+Classify = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaceCrop:
+    """A tracked face of this frame, prepared for the classifier."""
+
+    track_id: int
+    box: tuple[int, int, int, int]
+    face: np.ndarray
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameFaces:
+    """What one frame gave: faces to classify, faces the quality gate held back, lost faces and their alerts."""
+
+    captured_at: float
+    detections: int
+    crops: list[FaceCrop]
+    gated: list[QualityProblem]
+    ended: list[int]
+    alerts: list[Alert]
+
+
+@dataclass(slots=True, kw_only=True)
+class TrackedFace:
+    """Everything the camera knows about one tracked face (the alert rules keep their own smoothing)."""
+
+    box: tuple[int, int, int, int]
+    emotion: str | None = None
+    score: float = 0.0
+    problem: QualityProblem | None = None
+    alerting: set[str] = field(default_factory=set)
+
+
+class FacePipeline:
+    """One camera's faces and alert rules. Not thread-safe: one per camera."""
+
+    def __init__(
+        self,
+        *,
+        detector: FaceDetector,
+        tracker: IouTracker,
+        rules: AlertTracker | None,
+        labels: Sequence[str],
+        input_size: int,
+        quality: FaceQualitySettings,
+    ) -> None:
+        self.detector = detector
+        self.tracker = tracker
+        self.rules = rules
+        self.labels = list(labels)
+        self.input_size = input_size
+        self.quality = quality
+        self.tracks: dict[int, TrackedFace] = {}
+        self.frame_size = (0, 0)
+
+    def faces(self, image: np.ndarray, captured_at: float) -> FrameFaces:
+        """Detect, track and crop the faces of one frame (``captured_at``: epoch seconds)."""
+        self.frame_size = (image.shape[1], image.shape[0])
+        detections = self.detector.detect(image)
+        update = self.tracker.update(detections, captured_at)
+        crops: list[FaceCrop] = []
+        gated: list[QualityProblem] = []
+        for track in update.active:  # confirmed tracks seen in this frame
+            state = self.tracks.setdefault(track.track_id, TrackedFace(box=track.box))
+            state.box = track.box
+            face = prepare_face(crop_face(image, track.box), self.input_size)
+            state.problem = quality_problem(self.quality, track.box, face, track.landmarks)
+            if state.problem is None:
+                crops.append(FaceCrop(track_id=track.track_id, box=track.box, face=face))
+            else:
+                gated.append(state.problem)
+        alerts: list[Alert] = []
+        for track_id in update.ended:
+            self.tracks.pop(track_id, None)
+            if self.rules is not None:
+                alerts += self.rules.forget(track_id, captured_at)
+        return FrameFaces(
+            captured_at=captured_at, detections=len(detections), crops=crops, gated=gated, ended=update.ended, alerts=alerts
+        )
+
+    def observe(self, track_id: int, probabilities: np.ndarray, captured_at: float) -> list[Alert]:
+        """One classification came back: update the face and run the alert rules on it."""
+        state = self.tracks.get(track_id)
+        if state is None:
+            return []  # the track ended while its face was being classified
+        top = int(np.argmax(probabilities))
+        state.emotion, state.score = self.labels[top], float(probabilities[top])
+        if self.rules is None:
+            return []
+        alerts = self.rules.observe(track_id, probabilities, captured_at, state.box, self.frame_size)
+        for alert in alerts:
+            if alert.track_id == track_id:
+                (state.alerting.add if alert.event == "start" else state.alerting.discard)(alert.emotion)
+        return alerts
+
+    def classify(self, frame: FrameFaces, classify: Classify) -> tuple[np.ndarray, list[Alert]]:
+        """The offline path: classify the frame's crops in place; their probabilities and the alerts they caused."""
+        if not frame.crops:
+            return np.zeros((0, len(self.labels)), dtype=np.float32), []
+        probabilities = classify(to_model_input([crop.face for crop in frame.crops]))
+        alerts: list[Alert] = []
+        for crop, probs in zip(frame.crops, probabilities):
+            alerts += self.observe(crop.track_id, probs, frame.captured_at)
+        return probabilities, alerts
+
+    def finish(self, t: float) -> list[Alert]:
+        """The camera stops: end every open episode."""
+        self.tracks.clear()
+        return [] if self.rules is None else self.rules.forget_all(t)
+
+    def views(self) -> tuple[TrackView, ...]:
+        return tuple(
+            TrackView(tid, s.box, s.emotion, s.score, bool(s.alerting)) for tid, s in sorted(self.tracks.items())
+        )
+
+
+def build_pipeline(
+    settings: CameraSettings,
+    *,
+    labels: Sequence[str],
+    input_size: int,
+    model_id: str,
+    model_version: str,
+    alerts_enabled: bool = True,
+    host: str | None = None,
+) -> FacePipeline:
+    """The pipeline a camera's effective settings describe (detector files are loaded here)."""
+    from fer_stream.faces import create_detector
+
+    tracking = settings.tracking
+    rules = (
+        AlertTracker(settings.alert_rules, settings.camera.name, list(labels), model_id, model_version, host=host)
+        if alerts_enabled
+        else None
+    )
+    return FacePipeline(
+        detector=create_detector(settings.detector),
+        tracker=IouTracker(tracking.iou_threshold, tracking.max_missed_s, tracking.min_hits),
+        rules=rules,
+        labels=labels,
+        input_size=input_size,
+        quality=settings.face_quality,
+    )

@@ -1,0 +1,1 @@
+"""Offline runs of the camera pipeline over video files: ``replay`` and ``calibrate``."""
