@@ -44,6 +44,27 @@ class ValidationMetrics(BaseModel):
     per_class: dict[str, ClassMetrics] = Field(default_factory=dict)
 
 
+class ScoreCalibration(BaseModel):
+    """How the model's probabilities are turned into calibrated scores, for every consumer of the card alike.
+
+    ``p' = softmax(log(p) / temperature + bias)``, with ``p`` averaged over the
+    face and its mirror image first when ``flip_average`` is set. Temperature
+    and bias are fitted by negative log-likelihood on ``data`` (``fer-train
+    calibrate``), so a score of 0.7 means about 70% there; the bias is a
+    per-class prior correction.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(gt=0)
+    bias: list[float]
+    flip_average: bool = False
+    data: str
+    n: int
+    nll_before: float
+    nll_after: float
+
+
 class TrainingData(BaseModel):
     path: str
     n_files: int
@@ -69,6 +90,7 @@ class ModelCard(BaseModel):
     architecture: str
     training_data: TrainingData | None = None
     validation: ValidationMetrics | None = None
+    calibration: ScoreCalibration | None = None
     library_versions: dict[str, str] = Field(default_factory=dict)
     created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
 
@@ -119,6 +141,11 @@ def load_card(path: str | Path) -> tuple[ModelCard, Path]:
         raise ModelCardError(
             f"{model_file}: sha256 {actual[:12]}… does not match its card ({card.sha256[:12]}…). "
             "The file was replaced or corrupted; re-export it with 'fer-train export' or restore the original."
+        )
+    if card.calibration is not None and len(card.calibration.bias) != len(card.labels):
+        raise ModelCardError(
+            f"{card_file}: its calibration has {len(card.calibration.bias)} biases for {len(card.labels)} labels; "
+            "fit it again with 'fer-train calibrate'."
         )
     if card.preprocessing != PREPROCESSING_ID:
         raise ModelCardError(

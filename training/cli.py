@@ -82,6 +82,23 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from fer_stream.model_card import ModelCardError
+    from training.calibration import calibrate
+    from training.dataset import DatasetError
+
+    try:
+        for model in args.model:
+            card = calibrate(model, args.data, flip_average=args.flip_average)
+            c, v = card.calibration, card.validation
+            print(f"{model}: temperature {c.temperature:g}, bias {c.bias}, NLL {c.nll_before:.4f} -> {c.nll_after:.4f}, "
+                  f"accuracy {v.accuracy:.4f}, macro F1 {v.macro_f1:.3f}")
+    except (DatasetError, ModelCardError) as exc:
+        print(f"fer-train calibrate: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from typing import get_args
 
@@ -133,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tta-flip", action="store_true", help="average each face with its mirror image")
     e.add_argument("--batch-size", type=int, default=64)
     e.set_defaults(func=_evaluate)
+
+    c = sub.add_parser("calibrate", help="fit score calibration (temperature, class bias) into exported models' cards")
+    c.add_argument("--model", required=True, action="append", help="exported .keras or .tflite with its card (repeatable)")
+    c.add_argument("--data", required=True, help="labelled directory to fit on: the selection split (fer2013/val)")
+    c.add_argument("--flip-average", action="store_true", help="average each face with its mirror image before calibrating")
+    c.set_defaults(func=_calibrate)
 
     x = sub.add_parser("export", help="write .keras, float32 and int8 .tflite with model cards from a training run")
     x.add_argument("--run", required=True, help="the --out directory of 'fer-train train'")

@@ -126,6 +126,12 @@ class RedisConfig(BaseModel):
 
 
 EnterScore = Annotated[float, Field(gt=0, le=1)]
+#: What an emotion missing from a per-emotion threshold map gets.
+GENERIC_ENTER = 0.4
+GENERIC_RELEASE = 0.25
+#: Chosen by ``fer-stream calibrate`` on ../shared/data/realworld/clips (docs/alerts.md#defaults).
+DEFAULT_ENTER = {"angry": 0.425, "fear": 0.25}
+DEFAULT_RELEASE = {"angry": 0.266, "fear": 0.156}
 ReleaseScore = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -157,10 +163,14 @@ class AlertRules(BaseModel):
         1.0, gt=0, description="half-life of the exponential moving average of each class, in seconds of frame time"
     )
     enter_threshold: EnterScore | dict[str, EnterScore] = Field(
-        0.4, description="smoothed probability at which an episode may start; one number, or one per watched emotion"
+        default_factory=lambda: dict(DEFAULT_ENTER),
+        description=f"smoothed probability at which an episode may start: one number, or one per emotion "
+        f"({GENERIC_ENTER} for an emotion the map leaves out)",
     )
     release_threshold: ReleaseScore | dict[str, ReleaseScore] = Field(
-        0.25, description="smoothed probability below which an episode ends; one number, or one per watched emotion"
+        default_factory=lambda: dict(DEFAULT_RELEASE),
+        description=f"smoothed probability below which an episode ends: one number, or one per emotion "
+        f"({GENERIC_RELEASE} for an emotion the map leaves out)",
     )
     min_duration_s: float = Field(1.0, ge=0, description="the smoothed score must stay >= enter_threshold this long")
     min_observations: int = Field(5, ge=1, description="classifications needed above enter_threshold before a start")
@@ -178,13 +188,6 @@ class AlertRules(BaseModel):
 
     @model_validator(mode="after")
     def _hysteresis(self) -> Self:
-        for name, threshold in (("enter_threshold", self.enter_threshold), ("release_threshold", self.release_threshold)):
-            if isinstance(threshold, dict):
-                missing = [emotion for emotion in self.watched if emotion not in threshold]
-                if missing:
-                    raise ValueError(
-                        f"{name} gives no value for {', '.join(missing)}: give one per watched emotion, or one number for all"
-                    )
         for emotion in self.watched:
             enter, release = self.enter_for(emotion), self.release_for(emotion)
             if release >= enter:
@@ -196,11 +199,11 @@ class AlertRules(BaseModel):
 
     def enter_for(self, emotion: str) -> float:
         threshold = self.enter_threshold
-        return threshold[emotion] if isinstance(threshold, dict) else threshold
+        return threshold.get(emotion, GENERIC_ENTER) if isinstance(threshold, dict) else threshold
 
     def release_for(self, emotion: str) -> float:
         threshold = self.release_threshold
-        return threshold[emotion] if isinstance(threshold, dict) else threshold
+        return threshold.get(emotion, GENERIC_RELEASE) if isinstance(threshold, dict) else threshold
 
     def merged(self, override: AlertRulesOverride | None) -> AlertRules:
         """These rules with a camera's overrides applied; the result is validated as a whole."""

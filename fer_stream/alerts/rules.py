@@ -74,10 +74,11 @@ class AlertTracker:
         host: str | None = None,
         max_tracks: int = 256,
     ) -> None:
-        unknown = [name for name in rules.watched if name not in labels]
+        named = [*rules.watched, *(key for t in (rules.enter_threshold, rules.release_threshold) if isinstance(t, dict) for key in t)]
+        unknown = sorted({name for name in named if name not in labels})
         if unknown:
             raise ValueError(
-                f"camera {camera!r}: alert_rules.watched names {unknown}, which the model does not have; "
+                f"camera {camera!r}: the alert rules name {unknown}, which the model does not have; "
                 f"its labels are {list(labels)}"
             )
         self.rules = rules

@@ -144,7 +144,7 @@ class FaceQualitySettings(_Section):
         15.0, ge=0, description="variance of the Laplacian of the model-sized grey face; lower = blurred"
     )
     max_yaw: float = Field(
-        0.45, gt=0, description="nose-tip offset from the eye midpoint / eye distance (YuNet landmarks only)"
+        0.6, gt=0, description="nose-tip offset from the eye midpoint / eye distance (YuNet landmarks only)"
     )
 
 

@@ -69,13 +69,24 @@ class Classifier:
         self._runner = runner
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """float32 ``(N, S, S, 3)`` in [0, 1] -> float32 ``(N, C)`` probabilities."""
+        """float32 ``(N, S, S, 3)`` in [0, 1] -> float32 ``(N, C)`` probabilities, calibrated as the card says."""
         batch = np.asarray(batch)
         expected = (self.input_size, self.input_size, 3)
         if batch.ndim != 4 or batch.shape[1:] != expected:
             raise ValueError(f"{self.model_path.name}: expects a batch of shape (N, {', '.join(map(str, expected))}), got {batch.shape}")
         if batch.shape[0] == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        calibration = self.card.calibration
+        if calibration is None:
+            return self._runner.run(batch)
+        probabilities = self._runner.run(batch)
+        if calibration.flip_average:
+            probabilities = (probabilities + self._runner.run(np.ascontiguousarray(batch[:, :, ::-1]))) / 2
+        return calibrate_scores(probabilities, calibration.temperature, calibration.bias)
+
+    def predict_uncalibrated(self, batch: np.ndarray) -> np.ndarray:
+        """The model's own probabilities (no mirror average, no calibration): what ``fer-train calibrate`` fits."""
         return self._runner.run(np.ascontiguousarray(batch, dtype=np.float32))
 
     def warmup(self, max_batch: int) -> None:
@@ -85,6 +96,18 @@ class Classifier:
 
     def __repr__(self) -> str:
         return f"Classifier({self.card.model_id} {self.card.version}, {self.card.quantization}, {self.backend}, {self.model_path})"
+
+
+#: Probabilities are floored here before the logarithm: an int8 softmax reports 0 for anything below 1/256.
+PROBABILITY_FLOOR = 1.0 / 512
+
+
+def calibrate_scores(probabilities: np.ndarray, temperature: float, bias: list[float] | np.ndarray) -> np.ndarray:
+    """``softmax(log(p) / temperature + bias)`` row by row (``ModelCard.calibration``)."""
+    logits = np.log(np.maximum(probabilities, PROBABILITY_FLOOR)) / temperature + np.asarray(bias, dtype=np.float32)
+    logits -= logits.max(axis=1, keepdims=True)
+    scores = np.exp(logits)
+    return (scores / scores.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 class _LiteRTRunner:

@@ -13,7 +13,9 @@ to that first alert, and the false alerts per hour of the other footage (starts
 for that emotion inside rows with another label). The recommendation takes, for
 each emotion, the thresholds that alert on the most target clips within the
 false-alarm budget, and among those the middle one, so the margin to both
-failure sides is as wide as this footage allows. Outputs: ``rules.yaml`` (an
+failure sides is as wide as this footage allows; the smoothing half-life and
+minimum duration are shared by all emotions, and chosen for the most target
+clips, then the fewest false alerts, then the configured values. Outputs: ``rules.yaml`` (an
 ``alerts: rules:`` block to paste), ``tradeoff.png`` and ``calibration.json``.
 """
 
@@ -141,9 +143,11 @@ def recommend(outcomes: list[Outcome], budget_per_hour: float, base: AlertRules)
             if len(picks) != len(base.watched):
                 continue
             alerted = sum(o.alerted for o in picks.values())
+            false_alerts = sum(o.false_alerts for o in picks.values())
             delays = [t for o in picks.values() for t in o.first_alert_s]
             is_default = half_life == base.smoothing_half_life_s and min_duration == base.min_duration_s
-            key = (alerted, -statistics.fmean(delays) if delays else 0.0, is_default)
+            # Most target clips, then fewest false alerts, then the configured smoothing, then the quickest.
+            key = (alerted, -false_alerts, is_default, -statistics.fmean(delays) if delays else 0.0)
             if best_total is None or key > best_total:
                 best_total, chosen = key, picks
     return chosen
@@ -204,6 +208,25 @@ def format_outcome(label: str, outcome: Outcome) -> str:
             f"{outcome.false_alerts} in {outcome.other_hours * 60:.1f} min ({outcome.false_per_hour:.1f}/h) |")
 
 
+def recommended_rules(base: AlertRules, picks: dict[str, Outcome]) -> AlertRules:
+    first = next(iter(picks.values()))
+    return base.model_copy(update={
+        "smoothing_half_life_s": first.half_life_s, "min_duration_s": first.min_duration_s,
+        "enter_threshold": {e: o.enter for e, o in picks.items()},
+        "release_threshold": {e: o.release for e, o in picks.items()},
+    })  # fmt: skip
+
+
+def per_clip(rules: AlertRules, traces: dict[Path, Trace], segments: list[Segment], labels: list[str]) -> list[str]:
+    """One line per manifest row: its label and the episodes the rules start inside it."""
+    lines = []
+    for segment in segments:
+        starts = [f"{t.alert.emotion} at {t.t:.1f} s" for t in rerun_rules(traces[segment.video], rules, labels)
+                  if t.alert.event == "start" and segment.covers(t.t)]  # fmt: skip
+        lines.append(f"| {segment.video.name} | {segment.label} | {', '.join(starts) or '-'} |")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     from fer_stream.faces import DetectorError
     from fer_stream.inference.engine import load_classifier
@@ -254,6 +277,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"no setting keeps every watched emotion within {args.max_false_per_hour:g} false alerts per hour; "
               "raise --max-false-per-hour or add footage", file=sys.stderr)  # fmt: skip
         return 1
+    print("\n| clip | label | alerts with the recommended rules |\n| --- | --- | --- |")
+    print("\n".join(per_clip(recommended_rules(base, picks), traces, segments, classifier.labels)))
     header = [f"fer-stream calibrate --clips {args.clips} --max-false-per-hour {args.max_false_per_hour:g}", report[0],
               *(f"{e}: {o.alerted} of {o.targets} target clips alert, {o.false_alerts} false alerts in "
                 f"{o.other_hours * 60:.1f} min of other footage" for e, o in picks.items())]  # fmt: skip
