@@ -155,4 +155,4 @@ def test_rules_validation_messages():
 
 def test_override_that_breaks_hysteresis_is_refused_when_merged():
     with pytest.raises(ValidationError, match="must be below enter_threshold"):
-        AlertRules().merged(AlertRulesOverride(enter_threshold=AlertRules().release_threshold - 0.05))
+        AlertRules().merged(AlertRulesOverride(enter_threshold=AlertRules().release_for("angry") - 0.05))

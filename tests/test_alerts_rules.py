@@ -44,7 +44,7 @@ def test_sustained_angry_gives_exactly_one_start_at_min_duration():
     assert start.duration_s == pytest.approx(rules.rules.min_duration_s, abs=0.11)
     # The average starts uniform (1/7) and reaches enter_threshold after H * log2((0.8 - 1/7) / (0.8 - enter)),
     # rounded up to the next frame.
-    half_life, enter = rules.rules.smoothing_half_life_s, rules.rules.enter_threshold
+    half_life, enter = rules.rules.smoothing_half_life_s, rules.rules.enter_for("angry")
     crossing = math.ceil(10 * half_life * math.log2((0.8 - 1 / 7) / (0.8 - enter))) / 10
     assert start.started_at.timestamp() == pytest.approx(T0 + crossing, abs=1e-3)
     assert start.box.model_dump() == {"x": 10, "y": 20, "w": 50, "h": 60}

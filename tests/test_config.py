@@ -217,7 +217,7 @@ def test_an_override_that_breaks_the_merged_rules_fails_at_load(tmp_path, video)
     path = write(tmp_path, f"cameras:\n  - name: door\n    source: {video}\n    alert_rules:\n      release_threshold: 0.9\n")
     [problem] = problems_of(path)
     assert problem.startswith(f"{path}:1: (top level): camera 'door': its overrides do not combine")
-    assert f"release_threshold (0.9) must be below enter_threshold ({AlertRules().enter_threshold})" in problem
+    assert f"release_threshold (0.9) must be below enter_threshold ({AlertRules().enter_for('angry')})" in problem
 
 
 def test_relative_paths_are_taken_from_the_config_files_directory(tmp_path, video, yunet_model):
