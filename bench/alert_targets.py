@@ -1,0 +1,143 @@
+"""The alert targets in one table: labelled real clips, real still photos, FER-2013 PublicTest, the demo clips.
+
+Everything runs through the product's own code with the default configuration
+(the shipped model, its card's calibration, YuNet from ../shared/models, the
+default face-quality gate and alert rules):
+
+- ``realworld/clips``: each clip of ``clips.csv`` played once through the camera
+  pipeline (``fer_stream.replay``), scored as ``fer-stream calibrate`` scores
+  the configured rules: which angry/fear clips alert for their own emotion, which
+  other clips raise any alert;
+- ``realworld/stills``: each still classified whole (they are face crops
+  already): the share of neutral faces whose top class is angry or fear, and
+  angry and fear recall;
+- FER-2013 PublicTest: accuracy and angry/fear recall of the model file;
+- the demo clips: when ``angry_man.mp4`` first alerts, and that the calm and
+  smiling clips never do (each also looped three times).
+
+    .venv/bin/python bench/alert_targets.py [--model models/X.tflite] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fer_stream.alerts.config import AlertRules
+from fer_stream.config.models import (CameraConfig, CameraSettings, DetectorSettings, FaceQualitySettings,
+                                      TrackingSettings)
+from fer_stream.inference.engine import load_classifier
+from fer_stream.pipeline import build_pipeline
+from fer_stream.replay.manifest import load_manifest
+from fer_stream.replay.video import replay_video
+from training.evaluate import predict_directory
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def settings(shared: Path) -> CameraSettings:
+    return CameraSettings(
+        camera=CameraConfig(name="bench", source=0),
+        detector=DetectorSettings(backend="yunet", model_path=shared / "models" / "face_detection_yunet.onnx"),
+        tracking=TrackingSettings(),
+        face_quality=FaceQualitySettings(),
+        alert_rules=AlertRules(),
+    )
+
+
+def replay(classifier, camera: CameraSettings, video: Path, loops: int = 1):
+    pipeline = build_pipeline(camera, labels=classifier.labels, input_size=classifier.input_size, model_id="bench",
+                              model_version="bench", host="bench")  # fmt: skip
+    return replay_video(video, pipeline, classifier.predict, fps=camera.camera.fps, loops=loops)
+
+
+def clips(classifier, camera: CameraSettings, shared: Path) -> dict:
+    rows = []
+    for segment in load_manifest(shared / "data" / "realworld" / "clips" / "clips.csv", classifier.labels):
+        trace = replay(classifier, camera, segment.video)
+        starts = [(t.alert.emotion, round(t.t, 1)) for t in trace.alerts if t.alert.event == "start"]
+        rows.append({"clip": segment.video.name, "label": segment.label, "starts": starts})
+    watched = camera.alert_rules.watched
+    targets = [r for r in rows if r["label"] in watched]
+    others = [r for r in rows if r["label"] not in watched]
+    return {
+        "targets_alerting_own_emotion": sum(any(e == r["label"] for e, _ in r["starts"]) for r in targets),
+        "targets": len(targets),
+        "others_alerting": sum(bool(r["starts"]) for r in others),
+        "others": len(others),
+        "rows": rows,
+    }
+
+
+def stills(classifier, shared: Path) -> dict:
+    targets, probs, _ = predict_directory(classifier, shared / "data" / "realworld" / "stills")
+    return scores(classifier.labels, targets, probs)
+
+
+def scores(labels: list[str], targets: np.ndarray, probs: np.ndarray) -> dict:
+    top = probs.argmax(axis=1)
+    index = {name: i for i, name in enumerate(labels)}
+    neutral = targets == index["neutral"]
+    recall = {name: round(float((top[targets == index[name]] == index[name]).mean()), 3) for name in ("angry", "fear")}
+    return {
+        "n": int(len(targets)),
+        "accuracy": round(float((top == targets).mean()), 4),
+        "neutral_read_angry_or_fear": round(float(np.isin(top[neutral], [index["angry"], index["fear"]]).mean()), 3),
+        "recall": recall,
+    }
+
+
+def demo(classifier, camera: CameraSettings, shared: Path) -> list[dict]:
+    out = []
+    for name in ("angry_man.mp4", "calm_woman.mp4", "smiling_woman_phone.mp4"):
+        for loops in (1, 3):
+            trace = replay(classifier, camera, shared / "media" / name, loops)
+            starts = [(t.alert.emotion, round(t.t, 1)) for t in trace.alerts if t.alert.event == "start"]
+            out.append({"video": name, "loops": loops, "starts": starts})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("FER_STREAM_SHARED", REPO.parent / "shared")))
+    parser.add_argument("--model", type=Path, help="exported model (default: the shipped one)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    classifier = load_classifier(args.model, backend="litert")
+    camera = settings(args.shared)
+    targets, probs, _ = predict_directory(classifier, args.shared / "data" / "fer2013" / "val")
+    result = {
+        "model": repr(classifier),
+        "rules": camera.alert_rules.model_dump(),
+        "clips": clips(classifier, camera, args.shared),
+        "stills": stills(classifier, args.shared),
+        "publictest": scores(classifier.labels, targets, probs),
+        "demo": demo(classifier, camera, args.shared),
+    }
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    c, s, p = result["clips"], result["stills"], result["publictest"]
+    print(f"model: {result['model']}\nrules: {result['rules']}\n")
+    print("| target | measured |\n| --- | --- |")
+    print(f"| realworld/clips: angry and fear clips alerting for their own emotion | {c['targets_alerting_own_emotion']} of {c['targets']} |")
+    print(f"| realworld/clips: other clips raising any alert | {c['others_alerting']} of {c['others']} |")
+    print(f"| realworld/stills: neutral read angry or fear | {s['neutral_read_angry_or_fear']:.1%} of {s['n']} stills' neutral faces |")
+    print(f"| realworld/stills: angry / fear recall | {s['recall']['angry']} / {s['recall']['fear']} |")
+    print(f"| PublicTest: accuracy | {p['accuracy']} |")
+    print(f"| PublicTest: angry / fear recall | {p['recall']['angry']} / {p['recall']['fear']} |")
+    for d in result["demo"]:
+        print(f"| demo {d['video']} x{d['loops']}: starts | {d['starts'] or 'none'} |")
+    print("\n| clip | label | starts (emotion, s of video) |\n| --- | --- | --- |")
+    for row in c["rows"]:
+        print(f"| {row['clip']} | {row['label']} | {row['starts'] or '-'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
