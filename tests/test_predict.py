@@ -65,3 +65,14 @@ def test_predict_refuses_a_bad_detector_model_or_classifier(media_dir, tmp_path,
     not_a_model.write_bytes(b"junk")
     assert main(["predict", image, "--model", str(not_a_model)]) == 2
     assert "model.tflite" in capsys.readouterr().err
+
+
+def test_predict_names_a_face_the_quality_gate_holds_back(model, media_dir, yunet_model, tmp_path, capsys):
+    image = cv2.imread(str(media_dir / "one_face.jpg"))
+    small = tmp_path / "small.jpg"
+    cv2.imwrite(str(small), cv2.resize(image, None, fx=1 / 5.5, fy=1 / 5.5, interpolation=cv2.INTER_AREA))
+    args = ["predict", str(small), "--model", str(model), "--detector-model", str(yunet_model)]
+    assert main(args) == 0
+    assert re.search(r"face 1: box x=\d+ y=\d+ w=\d+ h=\d+: not classified \(small\)", capsys.readouterr().out)
+    assert main([*args, "--no-quality-gate"]) == 0
+    assert FACE_LINE.search(capsys.readouterr().out), "without the gate the same face is classified"

@@ -22,6 +22,7 @@ def _train(args: argparse.Namespace) -> int:
                                    ("average_last_epochs", args.average_last),
                                    ("distill_weight", args.distill_weight),
                                    ("teacher_views", args.teacher_views), ("mixup_alpha", args.mixup_alpha),
+                                   ("per_class_cap", args.per_class_cap),
                                    ("augmentation", AUGMENTATIONS.get(args.augmentation))) if v is not None}
     if overrides:
         preset = preset.model_copy(update=overrides)
@@ -135,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--teacher-views", choices=get_args(TeacherViews),
                    help="views of each face the teachers average over: flip (2) or shift (10, stronger, 5x the labelling time)")
     t.add_argument("--mixup-alpha", type=float, help="Beta(a, a) mixup; 0 disables")
+    t.add_argument("--per-class-cap", type=int, metavar="N",
+                   help="exactly N training images a class per epoch (small classes oversampled, big ones undersampled)")
     t.add_argument("--augmentation", choices=["preset", *AUGMENTATIONS], default="preset",
                    help="the preset's augmentation, or light (flip, 5%% shift and zoom) for the end of a fine-tune")
     t.add_argument("--max-minutes", type=float, help="stop at the first epoch end after this wall time; rerun to resume")

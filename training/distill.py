@@ -83,7 +83,9 @@ def teacher_probabilities(teachers: list[str | Path], faces: np.ndarray, labels:
                 chunk = np.stack([prepare_face(f, classifier.input_size) for f in chunk])
             for dx, dy in TEACHER_VIEWS[views]:
                 x = to_model_input(shifted(chunk, dx * step, dy * step))
-                probs[start:start + len(x)] += classifier.predict(x) + classifier.predict(np.ascontiguousarray(x[:, :, ::-1]))
+                # The model's own probabilities: a card's score calibration is for alerts, not part of the recipe.
+                probs[start:start + len(x)] += (classifier.predict_uncalibrated(x)
+                                                + classifier.predict_uncalibrated(np.ascontiguousarray(x[:, :, ::-1])))
         probs /= 2 * len(TEACHER_VIEWS[views])
         total += probs
         described.append({"path": str(path), "model_id": classifier.card.model_id, "version": classifier.card.version,
