@@ -130,8 +130,8 @@ def load_card(path: str | Path) -> tuple[ModelCard, Path]:
             f"export the model with 'fer-train export' or point to a model that has a '{CARD_SUFFIX}' file beside it."
         )
     try:
-        card = ModelCard.model_validate_json(card_file.read_text())
-    except (ValidationError, json.JSONDecodeError) as exc:
+        card = ModelCard.model_validate_json(card_file.read_bytes())
+    except (ValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelCardError(f"{card_file}: not a valid fer-stream model card: {exc}") from exc
     model_file = card_file.with_name(card.file)
     if not model_file.is_file():

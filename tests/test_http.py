@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +27,7 @@ def get(url: str) -> tuple[int, str, bytes]:
 @pytest.fixture
 def served(tmp_path):
     state = DaemonState(["lobby", "door"])
-    server = start_http_server("127.0.0.1", 0, state, str(tmp_path))
+    server = start_http_server("127.0.0.1", 0, state, str(tmp_path), threading.Lock())
     yield state, server.url
     server.shutdown()
     server.server_close()
@@ -86,4 +87,4 @@ def test_busy_port_names_the_setting(served, tmp_path) -> None:
     state, url = served
     port = int(url.rsplit(":", 1)[1])
     with pytest.raises(OSError, match="http.port"):
-        start_http_server("127.0.0.1", port, state, str(tmp_path))
+        start_http_server("127.0.0.1", port, state, str(tmp_path), threading.Lock())

@@ -21,6 +21,14 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    from fer_stream.preflight import preflight
+
+    problems = preflight(config, download=False)
+    if problems:
+        print(f"{args.config}: the daemon would refuse this configuration ({len(problems)} problem(s)):", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     print(summary(config, args.config))
     return 0
 

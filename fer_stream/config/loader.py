@@ -27,6 +27,24 @@ Loc = tuple[str | int, ...]
 ENV_REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+#: A camera YAML with every alias followed has far fewer values than this; more is an alias bomb.
+MAX_NODES = 100_000
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Nodes visited with aliases followed (they share node objects), counting no further than ``limit + 1``."""
+    count, stack = 0, [root]
+    while stack and count <= limit:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack += (key, value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+    return count
+
+
 class ConfigError(ValueError):
     """The YAML cannot be used; ``problems`` holds one ``FILE:LINE: path: what is expected`` per problem."""
 
@@ -50,6 +68,11 @@ def parse_config(text: str, *, name: str = "<config>", base_dir: Path | None = N
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
+        if root is not None and _expanded_size(root, MAX_NODES) > MAX_NODES:
+            raise ConfigError([
+                f"{name}: the YAML expands to more than {MAX_NODES:,} values once its aliases (*name) are "
+                "followed; a camera config is far smaller: write the repeated parts out or use fewer nested aliases"
+            ])
         data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

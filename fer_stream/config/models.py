@@ -61,6 +61,16 @@ class DetectorSettings(_Section):
     def _anchor(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         return None if path is None else _resolve(path, info)
 
+    @field_validator("model_sha256", mode="before")
+    @classmethod
+    def _digits_digest(cls, digest: Any) -> Any:
+        # YAML reads a digest of digits alone as a number (and one with a leading 0 as octal).
+        if isinstance(digest, int) and not isinstance(digest, bool):
+            if len(str(digest)) == 64:
+                return str(digest)
+            raise ValueError("read as a number, not 64 hex digits: quote it (model_sha256: '0123...')")
+        return digest
+
     @field_validator("model_sha256")
     @classmethod
     def _hex_digest(cls, digest: str | None) -> str | None:
@@ -116,8 +126,10 @@ class InferenceSettings(_Section):
 
     max_batch_size: int = Field(32, ge=1, le=1024, description="a batch is run as soon as it has this many faces")
     max_wait_ms: float = Field(10.0, ge=0, description="... or when its oldest face has waited this long")
-    request_queue_size: int = Field(256, ge=1, description="faces waiting for the inference worker (oldest dropped)")
-    result_queue_size: int = Field(256, ge=1, description="results waiting per camera (oldest dropped)")
+    request_queue_size: int = Field(
+        256, ge=1, le=65_536, description="faces waiting for the inference worker (oldest dropped)"
+    )
+    result_queue_size: int = Field(256, ge=1, le=65_536, description="results waiting per camera (oldest dropped)")
     num_threads: int | None = Field(None, ge=1, description="LiteRT CPU threads; null = library default")
 
 

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from fer_stream.config.models import DetectorSettings
+from fer_stream.redaction import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -158,18 +159,19 @@ def yunet_model_file(settings: DetectorSettings) -> Path:
 
 
 def _download(url: str, target: Path, sha256: str) -> None:
-    log.info("downloading the face detector from %s to %s", url, target)
+    shown = redact_url(url)
+    log.info("downloading the face detector from %s to %s", shown, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             while chunk := response.read(1 << 16):
                 out.write(chunk)
-        _check_sha256(Path(partial), sha256, f"download from {url}")
+        _check_sha256(Path(partial), sha256, f"download from {shown}")
         os.replace(partial, target)
     except OSError as exc:
         raise DetectorError(
-            f"detector.model_url {url}: download failed ({exc}); check the URL and network, "
+            f"detector.model_url {shown}: download failed ({exc}); check the URL and network, "
             "or download the file yourself and set detector.model_path"
         ) from None
     finally:

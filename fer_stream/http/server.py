@@ -25,10 +25,13 @@ log = logging.getLogger(__name__)
 
 class DaemonHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    #: A normal listen backlog: with 5 (the default) 20 concurrent clients already wait for retransmits.
+    request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], state: DaemonState, metrics_dir: str) -> None:
+    def __init__(self, address: tuple[str, int], state: DaemonState, metrics_dir: str, metrics_lock: threading.Lock) -> None:
         super().__init__(address, _Handler)
         self.state = state
+        self.metrics_lock = metrics_lock
         self.registry = CollectorRegistry()
         MultiProcessCollector(self.registry, path=metrics_dir)
 
@@ -40,12 +43,16 @@ class DaemonHTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: DaemonHTTPServer
+    #: Seconds a client may take to send its request: an idle or half-sent one frees its thread after this.
+    timeout = 10
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = urlsplit(self.path).path
         state = self.server.state
         if path == "/metrics":
-            self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(self.server.registry))
+            with self.server.metrics_lock:
+                body = generate_latest(self.server.registry)
+            self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST, body)
         elif path == "/healthz":
             self._json(HTTPStatus.OK, {"status": "alive"})
         elif path == "/readyz":
@@ -84,10 +91,15 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
-def start_http_server(host: str, port: int, state: DaemonState, metrics_dir: str) -> DaemonHTTPServer:
-    """Bind (port 0 = any free port) and serve in a daemon thread; stop with ``.shutdown()``."""
+def start_http_server(
+    host: str, port: int, state: DaemonState, metrics_dir: str, metrics_lock: threading.Lock
+) -> DaemonHTTPServer:
+    """Bind (port 0 = any free port) and serve in a daemon thread; stop with ``.shutdown()``.
+
+    ``metrics_lock`` is held while ``/metrics`` reads ``metrics_dir``; whoever removes files there holds it too.
+    """
     try:
-        server = DaemonHTTPServer((host, port), state, metrics_dir)
+        server = DaemonHTTPServer((host, port), state, metrics_dir, metrics_lock)
     except OSError as exc:
         raise OSError(f"http: cannot listen on {host}:{port} ({exc.strerror}); change http.port or http.host in the config") from exc
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()

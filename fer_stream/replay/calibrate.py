@@ -22,6 +22,7 @@ clips, then the fewest false alerts, then the configured values. Outputs: ``rule
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import sys
@@ -236,6 +237,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_false_per_hour < 0:
         print("error: --max-false-per-hour must be 0 or more", file=sys.stderr)
+        return 2
+    if importlib.util.find_spec("matplotlib") is None:
+        print("error: calibrate draws its trade-off plot with matplotlib: pip install matplotlib (or 'fer-stream[train]')",
+              file=sys.stderr)  # fmt: skip
         return 2
     try:
         setup = replay_settings.resolve(args)

@@ -31,6 +31,11 @@ def serve(
     """Load the config, start the daemon and supervise until a signal, ``seconds`` or the end of every file camera."""
     from fer_stream.supervisor.metrics_dir import ensure_multiprocess_metrics, remove_if_owned
 
+    # Signals first: a stop asked for while the config, the model or the first workers load is honoured too.
+    # SIGHUP (a closed terminal, a reload request) stops cleanly as well: the config is not reloaded in place.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: stop.set())
     metrics_dir = ensure_multiprocess_metrics()  # before anything below imports prometheus_client
     import setproctitle
 
@@ -41,6 +46,16 @@ def serve(
         config = load_config(config_path)
     except ConfigError as exc:
         print(f"fer-stream: invalid config:\n{exc}", file=sys.stderr)
+        remove_if_owned(metrics_dir)
+        return 2
+    from fer_stream.preflight import preflight
+
+    problems = preflight(config, download=True)
+    if problems:
+        print(f"fer-stream: {config_path}: refused before any worker started:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        remove_if_owned(metrics_dir)
         return 2
     from fer_stream.supervisor.daemon import Daemon
 
@@ -48,21 +63,20 @@ def serve(
         daemon = Daemon(config, metrics_dir, log_level)
     except ModelCardError as exc:
         print(f"fer-stream: model: {exc}", file=sys.stderr)
+        remove_if_owned(metrics_dir)
         return 2
     setproctitle.setproctitle("fer-stream: supervisor")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, _frame: stop.set())
     from fer_stream.alerts.connection import RedisSetupError
 
     try:
-        daemon.start()
+        daemon.start(stop)
     except (OSError, ValueError, RedisSetupError) as exc:
         print(f"fer-stream: cannot start: {exc}", file=sys.stderr)
         daemon.shutdown()
         remove_if_owned(metrics_dir)
         return 2
-    log.info("running %d camera(s): %s; stop with SIGTERM or Ctrl-C", len(daemon.cameras), ", ".join(daemon.cameras))
+    if not stop.is_set():
+        log.info("running %d camera(s): %s; stop with SIGTERM or Ctrl-C", len(daemon.cameras), ", ".join(daemon.cameras))
     try:
         daemon.run(stop, None if seconds is None else time.monotonic() + seconds,
                    on_tick=None if on_tick is None else lambda: on_tick(daemon))

@@ -24,6 +24,7 @@ from fer_stream.config.models import FerStreamConfig
 from fer_stream.inference.worker import InferenceSpec
 from fer_stream.messages import CameraStatus, CameraView, ModelStatus
 from fer_stream.queues import BoundedQueue
+from fer_stream.supervisor.metrics_dir import LOCK as METRICS_LOCK
 from fer_stream.supervisor.metrics_dir import forget_dead_process
 from fer_stream.supervisor.restarts import RestartPolicy
 from fer_stream.supervisor.state import DaemonState
@@ -87,7 +88,9 @@ class Daemon:
         self._stopping = False
 
     # --- start ---------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, stop: threading.Event | None = None) -> None:
+        """Start the publisher, HTTP and the workers; a ``stop`` set meanwhile ends the start early."""
+        stop = stop or threading.Event()
         from fer_stream.alerts.publisher import AlertPublisher
         from fer_stream.http.server import start_http_server
 
@@ -95,20 +98,24 @@ class Daemon:
             self.publisher = AlertPublisher(self.config.redis, self.config.alerts)
             self.publisher.check_connection()  # bad credentials or TLS stop the start; a Redis merely away does not
             self.publisher.start()
-        self.http = start_http_server(self.config.http.host, self.config.http.port, self.state, self.metrics_dir)
+        self.http = start_http_server(
+            self.config.http.host, self.config.http.port, self.state, self.metrics_dir, METRICS_LOCK
+        )
         self._add(Child(INFERENCE, self._make_inference, on_death=self._inference_died))
-        self._wait_for_model(MODEL_WAIT_S)
+        self._wait_for_model(MODEL_WAIT_S, stop)
+        if stop.is_set():
+            return
         for name in self.cameras:
             self._add(Child(camera_worker_name(name), self._camera_factory(name), on_death=self._camera_died_hook(name)))
 
-    def _wait_for_model(self, timeout: float) -> None:
+    def _wait_for_model(self, timeout: float, stop: threading.Event) -> None:
         """Let the model load before cameras compete for the CPU (cameras start anyway after ``timeout``)."""
         deadline = time.monotonic() + timeout
         inference = self.children[INFERENCE].process
-        while self.state.model is None and inference.is_alive() and time.monotonic() < deadline:
+        while self.state.model is None and inference.is_alive() and time.monotonic() < deadline and not stop.is_set():
             self.status.wait(TICK_S)
             self._pump()
-        if self.state.model is None:
+        if self.state.model is None and not stop.is_set():
             log.warning("the model is not loaded yet; starting the cameras anyway")
 
     def _add(self, child: Child) -> None:

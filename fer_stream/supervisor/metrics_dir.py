@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Set when this run created the directory (and so removes it at exit).
@@ -33,13 +34,51 @@ def ensure_multiprocess_metrics() -> str:
     return directory
 
 
+#: Held while a dead child's files are merged away and while /metrics reads the directory, so a
+#: scrape never opens a file that is being removed.
+LOCK = threading.Lock()
+
+
 def forget_dead_process(directory: str, pid: int) -> None:
-    """Drop a dead child's gauges: a dead process has no current value (its counters stay)."""
+    """Drop a dead child's gauges and fold its counters and histograms into one archive file per type.
+
+    A dead process has no current value, so its gauges go. Its counts must stay (a counter
+    that goes down reads as a reset), but one file per dead child would grow the directory,
+    and the scrape time, with every restart: they are summed into ``<type>_archive.db``.
+    """
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid, directory)
-    for path in glob.glob(os.path.join(directory, f"gauge_*_{pid}.db")):
-        os.remove(path)
+    with LOCK:
+        multiprocess.mark_process_dead(pid, directory)
+        for path in glob.glob(os.path.join(directory, f"gauge_*_{pid}.db")):
+            os.remove(path)
+        for kind in ("counter", "histogram", "summary"):
+            dead = os.path.join(directory, f"{kind}_{pid}.db")
+            if os.path.exists(dead):
+                _fold_into_archive(dead, os.path.join(directory, f"{kind}_archive.db"))
+
+
+def _fold_into_archive(dead: str, archive: str) -> None:
+    from prometheus_client.mmap_dict import MmapedDict
+
+    totals: dict[str, float] = {}
+    for path in (archive, dead):
+        if os.path.exists(path):
+            values = MmapedDict(path, read_mode=True)
+            try:
+                for key, value, _ in values.read_all_values():
+                    totals[key] = totals.get(key, 0.0) + value
+            finally:
+                values.close()
+    partial = archive + ".partial"  # not *.db: the collector never reads a half-written archive
+    merged = MmapedDict(partial)
+    try:
+        for key, value in totals.items():
+            merged.write_value(key, value, 0.0)
+    finally:
+        merged.close()
+    os.replace(partial, archive)
+    os.remove(dead)
 
 
 def remove_if_owned(directory: str) -> None:

@@ -1,0 +1,88 @@
+"""Everything a worker would refuse, checked once before any worker starts.
+
+A camera or inference worker that cannot start is restarted with backoff by the
+supervisor, so a setting it refuses would become a crash loop that looks like a
+running service. ``check-config`` and ``run`` call :func:`preflight` instead and
+exit 2 with the key and the fix: the model file against its card (and, for a
+``.tflite``, that LiteRT can load it), the alert rules' emotions against the
+model's labels, the detector's file and digest (``run`` also downloads a
+``model_url`` here, once, instead of in every camera), and that some camera is
+enabled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fer_stream.config.models import DetectorSettings, FerStreamConfig
+
+
+def preflight(config: FerStreamConfig, *, download: bool) -> list[str]:
+    """Problems that would stop a worker, one ``key: what is wrong; the fix`` line each (empty when none)."""
+    problems: list[str] = []
+    if not config.enabled_cameras:
+        problems.append("cameras: every camera has enabled: false, so the daemon would have nothing to do; enable one")
+    labels, model_problem = _model_labels(config)
+    if model_problem:
+        problems.append(model_problem)
+    checked: set[str] = set()
+    for index, camera in enumerate(config.cameras):
+        if not camera.enabled:
+            continue
+        settings = config.camera_settings(camera.name)
+        if labels is not None:
+            problems += _rule_problems(config, index, settings.alert_rules, labels)
+        detector_key = settings.detector.model_dump_json()
+        if detector_key not in checked:
+            checked.add(detector_key)
+            where = f"cameras[{index}].detector" if camera.detector is not None else "detector"
+            problems += _detector_problems(settings.detector, where, download)
+    return problems
+
+
+def _model_labels(config: FerStreamConfig) -> tuple[list[str] | None, str | None]:
+    from fer_stream.inference.engine import load_classifier
+    from fer_stream.model_card import ModelCardError, load_card
+
+    key = "model.path" if config.model.path else "the shipped model (model.path unset)"
+    try:
+        card, path = load_card(config.model.path) if config.model.path else load_card(_default_model())
+        if card.format == "tflite" and config.model.backend != "tensorflow":
+            load_classifier(path, backend="litert")  # a corrupt file or a card of another shape fails here
+    except (ModelCardError, ValueError, OSError, RuntimeError) as exc:
+        return None, f"{key}: {exc}"
+    return list(card.labels), None
+
+
+def _default_model() -> Path:
+    from fer_stream.inference.engine import default_model_path
+
+    return default_model_path()
+
+
+def _rule_problems(config: FerStreamConfig, index: int, rules, labels: list[str]) -> list[str]:
+    named = [*rules.watched]
+    for threshold in (rules.enter_threshold, rules.release_threshold):
+        if isinstance(threshold, dict):
+            named += threshold
+    unknown = sorted({name for name in named if name not in labels})
+    if not unknown:
+        return []
+    key = f"cameras[{index}].alert_rules" if config.cameras[index].alert_rules is not None else "alerts.rules"
+    return [f"{key}: names {', '.join(unknown)}, which the model does not have; its labels are {', '.join(labels)}"]
+
+
+def _detector_problems(settings: DetectorSettings, where: str, download: bool) -> list[str]:
+    from fer_stream.faces.detector import DetectorError, create_detector, yunet_model_file
+
+    wants_yunet = settings.backend == "yunet" or (settings.backend == "auto" and (settings.model_path or settings.model_url))
+    if not wants_yunet:
+        return []
+    if settings.model_path is None and not download:
+        return []  # check-config does not download; run does, once, here
+    try:
+        yunet_model_file(settings)
+        create_detector(settings)  # OpenCV must accept the file as a YuNet network
+    except DetectorError as exc:
+        return [f"{where}: {exc}"]
+    return []
