@@ -57,6 +57,10 @@ INFERENCE_FACES = Counter("fer_inference_faces_total", "Faces classified by the 
 MODEL_LOADED = Gauge("fer_model_loaded", "1 once the inference worker has loaded and warmed the model", multiprocess_mode="max")
 
 # --- supervision -----------------------------------------------------------------
+WORKER_STALLED = Gauge(
+    "fer_worker_stalled", "1 while a worker has made no progress for watchdog.stall_s (it is then restarted)", ["worker"],
+    multiprocess_mode="max",
+)
 WORKER_RESTARTS = Counter("fer_worker_restarts_total", "Child processes restarted after they died", ["worker"])
 
 # --- alerts --------------------------------------------------------------------

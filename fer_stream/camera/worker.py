@@ -66,8 +66,8 @@ class CameraQueues:
         return (self.requests, self.alerts, self.status, self.views)
 
 
-def main(spec: CameraSpec, queues: CameraQueues, view_wanted, parent_pid: int) -> None:
-    """Process entry point (spawned by the supervisor)."""
+def main(spec: CameraSpec, queues: CameraQueues, view_wanted, parent_pid: int, heartbeat) -> None:
+    """Process entry point (spawned by the supervisor); ``heartbeat`` (shared double) gets the time of each step."""
     from fer_stream.supervisor.child import parent_alive, start_child
 
     stop = start_child(f"camera {spec.name}", spec.log_level)
@@ -80,6 +80,7 @@ def main(spec: CameraSpec, queues: CameraQueues, view_wanted, parent_pid: int) -
     loop.start()
     try:
         while not stop.is_set() and parent_alive(parent_pid) and not loop.finished:
+            heartbeat.value = time.monotonic()  # the supervisor's watchdog reads it
             loop.step()
     finally:
         loop.close()

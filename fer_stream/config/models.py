@@ -160,6 +160,17 @@ class FaceQualitySettings(_Section):
     )
 
 
+class WatchdogSettings(_Section):
+    """How long a worker may stop making progress before it is reported and restarted."""
+
+    stall_s: float = Field(
+        10.0, ge=1, le=3600, description="a worker whose loop has not advanced for this long is reported and restarted"
+    )
+    model_load_s: float = Field(
+        120.0, ge=1, le=3600, description="how long the inference worker may take to load and warm its model"
+    )
+
+
 class HttpSettings(_Section):
     """The daemon's HTTP server: /metrics, /healthz, /readyz and the live view."""
 
@@ -262,6 +273,7 @@ class FerStreamConfig(_Section):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     face_quality: FaceQualitySettings = Field(default_factory=FaceQualitySettings)
+    watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)

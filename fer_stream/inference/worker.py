@@ -40,8 +40,9 @@ def main(
     results: dict[str, BoundedQueue[FaceResult]],
     status: BoundedQueue[ModelStatus],
     parent_pid: int,
+    heartbeat,
 ) -> None:
-    """Process entry point (spawned by the supervisor)."""
+    """Process entry point (spawned by the supervisor); ``heartbeat`` (shared double) gets the time of each loop."""
     from fer_stream.supervisor.child import parent_alive, start_child
 
     stop = start_child("inference", spec.log_level)
@@ -52,6 +53,7 @@ def main(
     from fer_stream.inference.engine import load_classifier
     from fer_stream.metrics import MODEL_LOADED
 
+    heartbeat.value = time.monotonic()
     classifier = load_classifier(spec.model_path, backend=spec.backend, num_threads=spec.num_threads)
     classifier.warmup(spec.max_batch_size)
     MODEL_LOADED.set(1)
@@ -61,6 +63,7 @@ def main(
 
     batcher: Batcher[FaceRequest] = Batcher(spec.max_batch_size, spec.max_wait_ms / 1000.0)
     while not stop.is_set() and parent_alive(parent_pid):
+        heartbeat.value = time.monotonic()  # the supervisor's watchdog reads it
         wait = batcher.seconds_until_due()
         requests.wait(_IDLE_WAIT_S if wait is None else wait)
         for request in requests.drain(spec.max_batch_size):

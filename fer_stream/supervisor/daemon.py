@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from multiprocessing.process import BaseProcess
 
 from fer_stream.camera.worker import CameraQueues, CameraSpec
@@ -47,7 +48,8 @@ class Child:
     """One supervised process and how to start it again."""
 
     name: str
-    make: Callable[[], BaseProcess]
+    make: Callable[[Any], BaseProcess]
+    heartbeat: Any  # multiprocessing Value('d'): time.monotonic() of the child's last loop
     on_death: Callable[[], None] = lambda: None
     process: BaseProcess | None = None
     started_at: float = 0.0
@@ -101,12 +103,13 @@ class Daemon:
         self.http = start_http_server(
             self.config.http.host, self.config.http.port, self.state, self.metrics_dir, METRICS_LOCK
         )
-        self._add(Child(INFERENCE, self._make_inference, on_death=self._inference_died))
+        self._add(Child(INFERENCE, self._make_inference, self._heartbeat(), on_death=self._inference_died))
         self._wait_for_model(MODEL_WAIT_S, stop)
         if stop.is_set():
             return
         for name in self.cameras:
-            self._add(Child(camera_worker_name(name), self._camera_factory(name), on_death=self._camera_died_hook(name)))
+            self._add(Child(camera_worker_name(name), self._camera_factory(name), self._heartbeat(),
+                            on_death=self._camera_died_hook(name)))
 
     def _wait_for_model(self, timeout: float, stop: threading.Event) -> None:
         """Let the model load before cameras compete for the CPU (cameras start anyway after ``timeout``)."""
@@ -122,15 +125,23 @@ class Daemon:
         self.children[child.name] = child
         self._spawn(child)
 
+    def _heartbeat(self) -> Any:
+        return self.ctx.Value("d", time.monotonic(), lock=False)
+
     def _spawn(self, child: Child) -> None:
-        child.process = child.make()
+        from fer_stream.metrics import WORKER_STALLED
+
+        child.heartbeat.value = time.monotonic()
+        child.process = child.make(child.heartbeat)
         child.process.start()
         child.started_at = time.monotonic()
         child.restart_at = None
+        self.state.set_stalled(child.name, False)
+        WORKER_STALLED.labels(worker=child.name).set(0)
         self.state.set_pid(child.name, child.process.pid)
         log.info("started %s (pid %d)", child.name, child.process.pid)
 
-    def _make_inference(self) -> BaseProcess:
+    def _make_inference(self, heartbeat: Any) -> BaseProcess:
         from fer_stream.inference import worker
 
         inference = self.config.inference
@@ -139,11 +150,11 @@ class Daemon:
             inference.max_wait_ms, self.log_level,
         )
         return self.ctx.Process(
-            target=worker.main, args=(spec, self.requests, self.results, self.status, os.getpid()),
+            target=worker.main, args=(spec, self.requests, self.results, self.status, os.getpid(), heartbeat),
             name=INFERENCE, daemon=False,
         )
 
-    def _camera_factory(self, name: str) -> Callable[[], BaseProcess]:
+    def _camera_factory(self, name: str) -> Callable[[Any], BaseProcess]:
         from fer_stream.camera import worker
 
         spec = CameraSpec(
@@ -152,9 +163,9 @@ class Daemon:
         )
         queues = CameraQueues(self.requests, self.results[name], self.alerts, self.status, self.views)
 
-        def make() -> BaseProcess:
+        def make(heartbeat: Any) -> BaseProcess:
             return self.ctx.Process(
-                target=worker.main, args=(spec, queues, self.view_wanted, os.getpid()),
+                target=worker.main, args=(spec, queues, self.view_wanted, os.getpid(), heartbeat),
                 name=camera_worker_name(name), daemon=False,
             )
 
@@ -234,6 +245,7 @@ class Daemon:
                 self._spawn(child)
             return
         if process.is_alive():
+            self._watch(child, process, now)
             return
         process.join()
         code = process.exitcode
@@ -247,6 +259,22 @@ class Daemon:
         delay = child.policy.delay_after_death(now - child.started_at)
         child.restart_at = now + delay
         log.error("%s (pid %d) died with exit code %s; restarting in %.1f s", child.name, process.pid, code, delay)
+
+    def _watch(self, child: Child, process: BaseProcess, now: float) -> None:
+        """Kill a child whose loop stopped advancing (hung, deadlocked, SIGSTOPped); its death restarts it."""
+        from fer_stream.metrics import WORKER_STALLED
+
+        watchdog = self.config.watchdog
+        loading = child.name == INFERENCE and self.state.model is None
+        limit = watchdog.model_load_s if loading else watchdog.stall_s
+        silent = now - max(child.heartbeat.value, child.started_at)
+        if silent <= limit:
+            return
+        what = "loaded no model" if loading else "made no progress"
+        log.error("%s (pid %d) %s for %.0f s (hung or stopped); killing it to restart it", child.name, process.pid, what, silent)
+        self.state.set_stalled(child.name, True)
+        WORKER_STALLED.labels(worker=child.name).set(1)
+        process.kill()
 
     # --- stop ----------------------------------------------------------------
     def shutdown(self) -> None:

@@ -18,13 +18,16 @@ import threading
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Set when this run created the directory (and so removes it at exit).
 OWNED_ENV = "FER_STREAM_METRICS_DIR_OWNED"
+#: Own directories are ``<tmp>/fer-stream-metrics-<supervisor pid>-<random>``.
+PREFIX = "fer-stream-metrics-"
 
 
 def ensure_multiprocess_metrics() -> str:
     """Return the metrics directory, re-executing this command if prometheus_client was imported too early."""
     directory = os.environ.get(ENV)
     if not directory:
-        directory = tempfile.mkdtemp(prefix="fer-stream-metrics-")
+        remove_orphans()
+        directory = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")
         os.environ[ENV] = directory
         os.environ[OWNED_ENV] = directory
         if "prometheus_client" in sys.modules:
@@ -79,6 +82,14 @@ def _fold_into_archive(dead: str, archive: str) -> None:
         merged.close()
     os.replace(partial, archive)
     os.remove(dead)
+
+
+def remove_orphans() -> None:
+    """Remove the directories of earlier runs whose supervisor died without cleaning up (SIGKILL, power loss)."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{PREFIX}*-*")):
+        pid = os.path.basename(path)[len(PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def remove_if_owned(directory: str) -> None:

@@ -28,6 +28,7 @@ class DaemonState:
     views: dict[str, CameraView] = field(default_factory=dict)
     pids: dict[str, int | None] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
+    stalled: set[str] = field(default_factory=set)
     alerts_forwarded: int = 0
     last_view_request: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -48,6 +49,10 @@ class DaemonState:
         with self._lock:
             self.pids[worker] = pid
 
+    def set_stalled(self, worker: str, stalled: bool) -> None:
+        with self._lock:
+            (self.stalled.add if stalled else self.stalled.discard)(worker)
+
     def count_restart(self, worker: str) -> None:
         with self._lock:
             self.restarts[worker] = self.restarts.get(worker, 0) + 1
@@ -65,7 +70,9 @@ class DaemonState:
     def readiness(self) -> tuple[bool, str]:
         """(ready, reason): ready when the model is loaded and at least one camera is up."""
         with self._lock:
-            model = self.model
+            model, stalled = self.model, sorted(self.stalled)
+        if stalled:
+            return False, f"worker(s) stalled, being restarted: {', '.join(stalled)}"
         if model is None:
             return False, "model not loaded (the inference worker is starting or restarting)"
         up = [name for name in self.cameras if self.camera_up(name)]
@@ -88,12 +95,17 @@ class DaemonState:
         with self._lock:
             model, statuses = self.model, dict(self.statuses)
             pids, restarts, alerts = dict(self.pids), dict(self.restarts), self.alerts_forwarded
+            stalled = sorted(self.stalled)
         cameras = {}
         for name in self.cameras:
             status = statuses.get(name)
+            up = self.camera_up(name, now)
+            state = "starting" if status is None else status.state
+            if status is not None and not up and status.up:
+                state = "silent"  # said it was up, then stopped reporting: hung, stopped or restarting
             cameras[name] = {
-                "up": self.camera_up(name, now),
-                "state": status.state if status else "starting",
+                "up": up,
+                "state": state,
                 "processed_fps": round(status.processed_fps, 2) if status else 0.0,
                 "tracks": [
                     {"track_id": t.track_id, "box": list(t.box), "emotion": t.emotion, "score": round(t.score, 3), "alerting": t.alerting}
@@ -106,5 +118,6 @@ class DaemonState:
             "cameras": cameras,
             "pids": pids,
             "restarts": restarts,
+            "stalled": stalled,
             "alerts_forwarded": alerts,
         }
