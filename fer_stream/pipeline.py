@@ -152,19 +152,22 @@ def build_pipeline(
     model_version: str,
     alerts_enabled: bool = True,
     host: str | None = None,
+    first_track_id: int = 1,
+    camera_cooldowns: dict[str, float] | None = None,
 ) -> FacePipeline:
     """The pipeline a camera's effective settings describe (detector files are loaded here)."""
     from fer_stream.faces import create_detector
 
     tracking = settings.tracking
     rules = (
-        AlertTracker(settings.alert_rules, settings.camera.name, list(labels), model_id, model_version, host=host)
+        AlertTracker(settings.alert_rules, settings.camera.name, list(labels), model_id, model_version, host=host,
+                     camera_cooldowns=camera_cooldowns)
         if alerts_enabled
         else None
     )
     return FacePipeline(
         detector=create_detector(settings.detector),
-        tracker=IouTracker(tracking.iou_threshold, tracking.max_missed_s, tracking.min_hits),
+        tracker=IouTracker(tracking.iou_threshold, tracking.max_missed_s, tracking.min_hits, first_id=first_track_id),
         rules=rules,
         labels=labels,
         input_size=input_size,

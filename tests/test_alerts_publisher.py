@@ -150,3 +150,24 @@ def test_idle_publisher_notices_an_outage_without_alerts(redis_server):
     redis_server.start()
     wait_for(lambda: metric("fer_redis_up") == 1, what="the idle health check to see Redis back")
     assert publisher.close(timeout=5) == 0
+
+
+def test_a_journal_outbox_keeps_waiting_alerts_for_the_next_publisher(redis_server, tmp_path):
+    journal = tmp_path / "state" / "outbox.sqlite3"
+    redis_config = RedisConfig(url=redis_server.url, socket_timeout_s=1, connect_timeout_s=1)
+    redis_server.stop()
+    first = AlertPublisher(redis_config, AlertsConfig(outbox_size=4), journal)
+    alerts = [make_alert(track_id=i) for i in range(6)]
+    for alert in alerts:
+        first.submit(alert)
+    first.start()
+    assert first.close(timeout=1) == 4, "Redis is down: the four newest wait"
+    redis_server.start()
+    second = AlertPublisher(redis_config, AlertsConfig(outbox_size=4), journal)
+    assert second.depth == 4 and metric("fer_alert_outbox_depth") == 4
+    second.start()
+    assert second.close(timeout=10) == 0
+    assert stream_ids(redis_server) == [a.alert_id for a in alerts[2:]], "in order, once, after the restart"
+    third = AlertPublisher(redis_config, AlertsConfig(), journal)
+    assert third.depth == 0
+    third.close(timeout=1)

@@ -1,6 +1,6 @@
 """Faults the daemon must survive, done to a real daemon: hung workers, bad configs, signals, churn, secrets.
 
-One daemon (two looping file cameras, a 3 s watchdog) is shared by the hung-worker
+One daemon (four looping file cameras, a 3 s watchdog) is shared by the hung-worker
 and churn tests; the config, signal and secret tests start their own.
 """
 
@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from daemon_fixtures import FER_STREAM, Metrics, http_get, pid_alive, stop_process, wait_for
-from redis_fixtures import free_port, subprocess_env
+from redis_fixtures import RedisServer, free_port, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -72,8 +73,10 @@ watchdog: {{stall_s: 3}}
 alerts: {{enabled: false}}
 http: {{host: 127.0.0.1, port: {port}}}
 cameras:
-  - {{name: angry, source: {media_dir / "angry_man.mp4"}, loop: true, fps: 5}}
-  - {{name: calm, source: {media_dir / "calm_woman.mp4"}, loop: true, fps: 5}}
+  - {{name: angry, source: {media_dir / "angry_man.mp4"}, loop: true, fps: 4}}
+  - {{name: calm, source: {media_dir / "calm_woman.mp4"}, loop: true, fps: 4}}
+  - {{name: angry2, source: {media_dir / "angry_man.mp4"}, loop: true, fps: 2}}
+  - {{name: smile, source: {media_dir / "smiling_woman_phone.mp4"}, loop: true, fps: 2}}
 """)
     metrics_dir = tmp / "metrics"
     metrics_dir.mkdir()
@@ -150,11 +153,13 @@ def test_twenty_child_deaths_under_continuous_scraping(daemon: Daemon) -> None:
     scraper = threading.Thread(target=scrape, daemon=True)
     scraper.start()
     try:
-        workers = ["camera-angry", "camera-calm", "inference", "camera-angry", "camera-calm"]
-        for round_ in range(4):
+        workers = ["camera-angry", "camera-calm", "camera-angry2", "camera-smile", "inference"]
+        for round_ in range(4):  # 20 deaths; each worker's restart backoff grows, so kill them in turn
+            killed = {}
             for worker in workers:
-                old = wait_for(f"{worker} running", lambda w=worker: daemon.pid(w), timeout=60)
-                os.kill(old, signal.SIGKILL)
+                killed[worker] = wait_for(f"{worker} running", lambda w=worker: daemon.pid(w), timeout=60)
+                os.kill(killed[worker], signal.SIGKILL)
+            for worker, old in killed.items():
                 wait_for(f"{worker} replaced (round {round_ + 1})", daemon.replaced(worker, old), timeout=60)
     finally:
         done.set()
@@ -316,3 +321,86 @@ http: {{port: {port}}}""", camera_extra=f"""    enabled: true
                         *((page, "an HTTP page") for page in pages)]:  # fmt: skip
         for fragment in (SECRET, "p/#?@", "w0rd"):
             assert fragment not in text, f"{fragment!r} leaked into {where}"
+
+
+def alerts_in(redis_server: RedisServer) -> list[dict]:
+    return [json.loads(fields[b"alert"]) for _, fields in redis_server.client().xrange("fer:alerts:log")]
+
+
+def angry_config(tmp_path: Path, media_dir: Path, yunet_model: Path, redis_server: RedisServer, port: int) -> Path:
+    config = tmp_path / "cameras.yaml"
+    config.write_text(f"""
+detector: {{model_path: {yunet_model}}}
+http: {{port: {port}}}
+redis: {{url: {redis_server.url}, connect_timeout_s: 0.5, socket_timeout_s: 0.5}}
+cameras:
+  - {{name: angry, source: {media_dir / "angry_man.mp4"}, loop: true, fps: 8}}
+""")
+    return config
+
+
+def test_alerts_held_while_redis_is_down_survive_a_killed_daemon_and_arrive_once(media_dir, yunet_model, tmp_path):
+    from fer_stream.alerts.config import AlertsConfig
+
+    redis_server = RedisServer(tmp_path)  # not started: Redis is down
+    port = free_port()
+    config = angry_config(tmp_path, media_dir, yunet_model, redis_server, port)
+    url = f"http://127.0.0.1:{port}"
+    first = start_daemon(config, tmp_path / "first.log")
+    try:
+        wait_for("an alert held in the outbox", lambda: Metrics(http_get(url + "/metrics")[1].decode()).value(
+            "fer_alert_outbox_depth") >= 1 if http_get(url + "/healthz")[0] == 200 else None, timeout=90)  # fmt: skip
+        first.kill()  # SIGKILL: no clean shutdown, nothing flushed by the daemon itself
+        first.wait(10)
+    finally:
+        stop_process(first)
+    journal = AlertsConfig().journal_path(config)
+    with sqlite3.connect(journal) as db:  # read the journal without consuming it
+        held = [json.loads(text)["alert_id"] for (text,) in db.execute("SELECT alert FROM outbox ORDER BY seq")]
+    assert held, "the killed daemon's alerts are in its journal"
+
+    redis_server.start()
+    second = start_daemon(config, tmp_path / "second.log")
+    try:
+        wait_for("the held alerts delivered", lambda: set(held) <= {a["alert_id"] for a in alerts_in(redis_server)},
+                 timeout=90)  # fmt: skip
+        time.sleep(2)
+    finally:
+        stop_process(second)
+        delivered = alerts_in(redis_server)
+        redis_server.stop()
+    ids = [a["alert_id"] for a in delivered]
+    assert len(ids) == len(set(ids)), "an alert was added to the stream twice"
+    assert [i for i in ids if i in held] == held, "the held alerts arrive in their order"
+
+
+def test_a_camera_killed_mid_episode_does_not_start_it_again_inside_the_cooldown(media_dir, yunet_model, tmp_path):
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    port = free_port()
+    config = angry_config(tmp_path, media_dir, yunet_model, redis_server, port)
+    url = f"http://127.0.0.1:{port}"
+    process = start_daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_for("an angry start", lambda: [a for a in alerts_in(redis_server) if a["event"] == "start"], timeout=90)
+        old = json.loads(http_get(url + "/status")[1])["pids"]["camera-angry"]
+        os.kill(old, signal.SIGKILL)
+
+        def replaced():
+            pid = json.loads(http_get(url + "/status")[1])["pids"].get("camera-angry")
+            return pid if pid not in (None, old) else None
+
+        wait_for("a new angry camera worker", replaced, timeout=30)
+        processed = Metrics(http_get(url + "/metrics")[1].decode()).value("fer_faces_classified_total")
+        wait_for("the new worker classifying for a while", lambda: Metrics(http_get(url + "/metrics")[1].decode()).value(
+            "fer_faces_classified_total") > processed + 60, timeout=90)  # fmt: skip
+        tracks = json.loads(http_get(url + "/status")[1])["cameras"]["angry"]["tracks"]
+    finally:
+        stop_process(process)
+        delivered = alerts_in(redis_server)
+        redis_server.stop()
+    starts = [a for a in delivered if a["event"] == "start"]
+    ends = [a for a in delivered if a["event"] == "end"]
+    assert len(starts) == 1, f"a second start inside the cooldown: {starts}"
+    assert any(e["track_id"] == starts[0]["track_id"] for e in ends), "the orphaned episode was ended"
+    assert all(t["track_id"] > starts[0]["track_id"] for t in tracks), "track ids are not reused after the restart"

@@ -8,6 +8,7 @@ of the config.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -254,8 +255,37 @@ class AlertsConfig(BaseModel):
     channel: str = Field("fer:alerts", min_length=1, description="pub/sub channel for live subscribers")
     stream: str = Field("fer:alerts:log", min_length=1, description="capped Redis Stream kept for replay")
     stream_maxlen: int = Field(10_000, ge=1, description="approximate cap of the stream (XADD MAXLEN ~)")
-    outbox_size: int = Field(1_000, ge=1, description="alerts kept in memory while Redis is down; the oldest go first")
+    outbox_size: int = Field(
+        1_000, ge=1, le=1_000_000, description="alerts kept while Redis is down; the oldest go first beyond it"
+    )
+    durable_outbox: bool = Field(True, description="keep waiting alerts in a journal file, so a restart loses none")
+    outbox_path: Path | None = Field(
+        None, description="the journal (SQLite); null = $STATE_DIRECTORY, $XDG_STATE_HOME/fer-stream or "
+        "~/.local/state/fer-stream, file outbox-<hash of the config file's path>.sqlite3"
+    )
     dedupe_ttl_s: int = Field(
         86_400, ge=60, description="how long Redis remembers a delivered alert id, so a retried alert is not added twice"
     )
     rules: AlertRules = Field(default_factory=AlertRules)
+
+    @field_validator("outbox_path")
+    @classmethod
+    def _anchor(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
+        path = path.expanduser()
+        base = (info.context or {}).get("base_dir")
+        return Path(os.path.normpath(Path(base) / path)) if base is not None and not path.is_absolute() else path
+
+    def journal_path(self, config_file: Path | None) -> Path | None:
+        """Where waiting alerts are kept (None: in memory only)."""
+        if not self.durable_outbox:
+            return None
+        if self.outbox_path is not None:
+            return self.outbox_path
+        state = os.environ.get("STATE_DIRECTORY") or (
+            str(Path(os.environ["XDG_STATE_HOME"]) / "fer-stream") if os.environ.get("XDG_STATE_HOME") else None
+        )
+        directory = Path(state.split(":")[0]) if state else Path("~/.local/state/fer-stream").expanduser()
+        key = hashlib.sha256(str(config_file.resolve() if config_file else "").encode()).hexdigest()[:12]
+        return directory / f"outbox-{key}.sqlite3"

@@ -7,24 +7,24 @@ head first; each delivery is one Lua script, atomic on the server:
     SET <stream>:seen:<alert_id> NX EX ttl  ->  XADD <stream> MAXLEN ~ n * alert <json>  +  PUBLISH <channel> <json>
 
 so an alert retried after a lost reply or a reconnect is neither appended nor
-published twice. The outbox lives in memory (not across daemon restarts): an
-alert is about a face in front of a camera now, and a durable queue would
-need a disk the daemon otherwise does not.
+published twice. The outbox is a journal (``fer_stream/alerts/outbox.py``): on
+disk by default, so alerts held while Redis was down survive a daemon restart.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import random
 import threading
 import time
+from pathlib import Path
 
 import redis
 
 from fer_stream.alerts.config import AlertsConfig, RedisConfig
 from fer_stream.alerts.connection import RedisSetupError, connect, explain, is_setup_error
 from fer_stream.alerts.message import Alert
+from fer_stream.alerts.outbox import Outbox
 from fer_stream.metrics import (
     ALERT_LATENCY_SECONDS,
     ALERT_OUTBOX_DEPTH,
@@ -54,11 +54,12 @@ HEALTH_CHECK_EVERY_S = 2.0
 class AlertPublisher:
     """Owns the outbox and the delivery thread. Create once per daemon, in the supervisor."""
 
-    def __init__(self, redis_config: RedisConfig, alerts: AlertsConfig) -> None:
+    def __init__(self, redis_config: RedisConfig, alerts: AlertsConfig, outbox_path: Path | None = None) -> None:
+        """``outbox_path``: the journal file (alerts survive a restart); None keeps it in memory."""
         self.redis_config = redis_config
         self.alerts = alerts
-        self._outbox: collections.deque[Alert] = collections.deque()
-        self._in_flight: Alert | None = None
+        self._outbox = Outbox(outbox_path, alerts.outbox_size)
+        self._in_flight: int | None = None  # journal seq of the alert being sent
         self._wake = threading.Condition()
         self._closing = False
         self._stopped = threading.Event()  # wakes the backoff sleep on close (submit must not)
@@ -67,7 +68,10 @@ class AlertPublisher:
         self._deliver = None
         self._up: bool | None = None
         REDIS_UP.set(0)
-        ALERT_OUTBOX_DEPTH.set(0)
+        waiting = len(self._outbox)
+        ALERT_OUTBOX_DEPTH.set(waiting)
+        if waiting:
+            log.info("%d alert(s) from before the restart wait in %s", waiting, outbox_path)
 
     # --- called by the supervisor -------------------------------------------------
 
@@ -98,12 +102,10 @@ class AlertPublisher:
     def submit(self, alert: Alert) -> None:
         """Queue an alert for delivery; when the outbox is full the oldest waiting alert is dropped and counted."""
         with self._wake:
-            if len(self._outbox) >= self.alerts.outbox_size:
-                dropped = self._outbox.popleft()
+            for dropped in self._outbox.append(alert):
                 ALERT_OUTBOX_DROPPED.inc()
                 log.warning("alert outbox full (%d): dropped %s alert %s of camera %s", self.alerts.outbox_size,
                             dropped.event, dropped.alert_id, dropped.camera)
-            self._outbox.append(alert)
             self._set_depth()
             self._wake.notify()
 
@@ -111,13 +113,13 @@ class AlertPublisher:
     def depth(self) -> int:
         """Alerts not yet delivered (waiting plus the one being tried)."""
         with self._wake:
-            return len(self._outbox) + (self._in_flight is not None)
+            return len(self._outbox)
 
     def close(self, timeout: float = 5.0) -> int:
         """Deliver what can be delivered within ``timeout`` seconds, then stop. Returns how many were left."""
         deadline = time.monotonic() + timeout
         with self._wake:
-            while (self._outbox or self._in_flight) and self._thread and self._thread.is_alive():
+            while len(self._outbox) and self._thread and self._thread.is_alive():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -125,11 +127,14 @@ class AlertPublisher:
             self._closing = True
             self._stopped.set()
             self._wake.notify_all()
-            left = len(self._outbox) + (self._in_flight is not None)
         if self._thread is not None:
             self._thread.join(timeout=max(deadline - time.monotonic(), 0) + self.redis_config.socket_timeout_s)
+        with self._wake:
+            left = len(self._outbox)
+            self._outbox.close()
         if left:
-            log.warning("alert publisher stopped with %d alert(s) undelivered", left)
+            where = f"kept in {self._outbox.path} for the next start" if self._outbox.path else "lost (in-memory outbox)"
+            log.warning("alert publisher stopped with %d alert(s) undelivered: %s", left, where)
         return left
 
     # --- the delivery thread -------------------------------------------------------
@@ -138,13 +143,12 @@ class AlertPublisher:
         backoff = BACKOFF_FIRST_S
         while True:
             with self._wake:
-                if not self._outbox and self._in_flight is None and not self._closing:
+                if not len(self._outbox) and not self._closing:
                     self._wake.wait(HEALTH_CHECK_EVERY_S)
                 if self._closing:
                     return
-                if self._in_flight is None and self._outbox:
-                    self._in_flight = self._outbox.popleft()
-                alert = self._in_flight
+                head = self._outbox.head()
+                self._in_flight, alert = (None, None) if head is None else head
             try:
                 if alert is None:
                     self._ping()  # idle: keep fer_redis_up true to the facts between alerts
@@ -157,6 +161,8 @@ class AlertPublisher:
                 continue
             backoff = BACKOFF_FIRST_S
             with self._wake:
+                if self._in_flight is not None and not self._closing:
+                    self._outbox.remove(self._in_flight)
                 self._in_flight = None
                 self._set_depth()
                 self._wake.notify_all()
@@ -204,4 +210,4 @@ class AlertPublisher:
             REDIS_UP.set(0)
 
     def _set_depth(self) -> None:
-        ALERT_OUTBOX_DEPTH.set(len(self._outbox) + (self._in_flight is not None))
+        ALERT_OUTBOX_DEPTH.set(len(self._outbox))

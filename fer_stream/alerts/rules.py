@@ -73,7 +73,10 @@ class AlertTracker:
         model_version: str,
         host: str | None = None,
         max_tracks: int = 256,
+        camera_cooldowns: dict[str, float] | None = None,
     ) -> None:
+        """``camera_cooldowns``: emotion -> epoch second before which no face of this camera may start an
+        episode of it (a restarted camera worker inherits the cooldown of the episodes its predecessor left open)."""
         named = [*rules.watched, *(key for t in (rules.enter_threshold, rules.release_threshold) if isinstance(t, dict) for key in t)]
         unknown = sorted({name for name in named if name not in labels})
         if unknown:
@@ -92,6 +95,7 @@ class AlertTracker:
         self._max_tracks = max_tracks
         self._tracks: dict[int, _Track] = {}
         self._cooldown_until: dict[tuple[int, int], float] = {}
+        self._camera_cooldown = {self.labels.index(e): t for e, t in (camera_cooldowns or {}).items() if e in self.labels}
         self._next_sweep = -math.inf
 
     def observe(
@@ -179,7 +183,8 @@ class AlertTracker:
             run = track.runs[index] = _Run(since=t)
         run.add(score)
         sustained = t - run.since >= rules.min_duration_s and run.n >= rules.min_observations
-        if sustained and t >= self._cooldown_until.get((track_id, index), -math.inf):
+        cooling = max(self._cooldown_until.get((track_id, index), -math.inf), self._camera_cooldown.get(index, -math.inf))
+        if sustained and t >= cooling:
             run.started = True
             return self._alert("start", track_id, track, index, run, t)
         return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -46,6 +46,10 @@ class CameraSpec:
     model_version: str
     alerts_enabled: bool = True
     log_level: str = "INFO"
+    #: Above every track id an earlier worker of this camera used, so ids are not reused after a restart.
+    first_track_id: int = 1
+    #: emotion -> epoch second: episodes a dead predecessor left open still cool down (AlertTracker).
+    camera_cooldowns: dict[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -108,6 +112,8 @@ class CameraLoop:
             model_id=spec.model_id,
             model_version=spec.model_version,
             alerts_enabled=spec.alerts_enabled,
+            first_track_id=spec.first_track_id,
+            camera_cooldowns=spec.camera_cooldowns,
         )
         self.finished = False
         self._next_due = 0.0

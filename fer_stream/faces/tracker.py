@@ -52,12 +52,12 @@ def iou_matrix(boxes_a: Sequence[Box], boxes_b: Sequence[Box]) -> np.ndarray:
 
 
 class IouTracker:
-    def __init__(self, iou_threshold: float = 0.3, max_missed_s: float = 1.0, min_hits: int = 2):
+    def __init__(self, iou_threshold: float = 0.3, max_missed_s: float = 1.0, min_hits: int = 2, first_id: int = 1):
         self.iou_threshold = iou_threshold
         self.max_missed_s = max_missed_s
         self.min_hits = min_hits
         self._tracks: list[Track] = []
-        self._next_id = 1
+        self._next_id = first_id  # a restarted camera starts above its predecessor's ids
 
     def update(self, detections: Sequence[Detection], t: float) -> TrackUpdate:
         """Match this frame's detections (taken at time ``t``, seconds) to the tracks."""

@@ -60,7 +60,7 @@ def serve(
     from fer_stream.supervisor.daemon import Daemon
 
     try:
-        daemon = Daemon(config, metrics_dir, log_level)
+        daemon = Daemon(config, metrics_dir, log_level, config_path=config_path)
     except ModelCardError as exc:
         print(f"fer-stream: model: {exc}", file=sys.stderr)
         remove_if_owned(metrics_dir)
@@ -70,7 +70,7 @@ def serve(
 
     try:
         daemon.start(stop)
-    except (OSError, ValueError, RedisSetupError) as exc:
+    except (OSError, ValueError, RedisSetupError) as exc:  # OutboxError is an OSError
         print(f"fer-stream: cannot start: {exc}", file=sys.stderr)
         daemon.shutdown()
         remove_if_owned(metrics_dir)

@@ -15,11 +15,14 @@ import multiprocessing.connection
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
+from fer_stream.alerts.message import Alert, utc_from_epoch
 from fer_stream.camera.worker import CameraQueues, CameraSpec
 from fer_stream.config.models import FerStreamConfig
 from fer_stream.inference.worker import InferenceSpec
@@ -41,6 +44,8 @@ TICK_S = 0.2
 MODEL_WAIT_S = 60.0
 ALERTS_QUEUE_SIZE = 1024
 STATUS_QUEUE_SIZE = 256
+#: Each camera worker generation gets its own block of track ids, so ids are never reused after a restart.
+TRACK_IDS_PER_WORKER = 100_000
 
 
 @dataclass
@@ -63,11 +68,14 @@ def camera_worker_name(camera: str) -> str:
 
 
 class Daemon:
-    def __init__(self, config: FerStreamConfig, metrics_dir: str, log_level: str = "INFO") -> None:
+    def __init__(
+        self, config: FerStreamConfig, metrics_dir: str, log_level: str = "INFO", config_path: Path | None = None
+    ) -> None:
         from fer_stream.inference.engine import default_model_path
         from fer_stream.model_card import load_card
 
         self.config = config
+        self.config_path = config_path
         self.metrics_dir = metrics_dir
         self.log_level = log_level
         # Verify the model and its card here, so a bad file stops the start with a clear message
@@ -85,6 +93,10 @@ class Daemon:
         self.status: BoundedQueue = BoundedQueue(self.ctx, "status", STATUS_QUEUE_SIZE)
         self.views: BoundedQueue = BoundedQueue(self.ctx, "views", max(4, 2 * len(self.cameras)))
         self.children: dict[str, Child] = {}
+        #: camera -> (track, emotion) -> its start: what to end if the camera worker dies mid-episode.
+        self.open_episodes: dict[str, dict[tuple[int, str], Alert]] = {c: {} for c in self.cameras}
+        #: camera -> emotion -> epoch second: cooldowns a restarted camera worker inherits.
+        self.camera_cooldowns: dict[str, dict[str, float]] = {c: {} for c in self.cameras}
         self.http = None
         self.publisher = None
         self._stopping = False
@@ -97,7 +109,9 @@ class Daemon:
         from fer_stream.http.server import start_http_server
 
         if self.config.alerts.enabled:
-            self.publisher = AlertPublisher(self.config.redis, self.config.alerts)
+            self.publisher = AlertPublisher(
+                self.config.redis, self.config.alerts, self.config.alerts.journal_path(self.config_path)
+            )
             self.publisher.check_connection()  # bad credentials or TLS stop the start; a Redis merely away does not
             self.publisher.start()
         self.http = start_http_server(
@@ -157,13 +171,18 @@ class Daemon:
     def _camera_factory(self, name: str) -> Callable[[Any], BaseProcess]:
         from fer_stream.camera import worker
 
-        spec = CameraSpec(
-            self.config.camera_settings(name), tuple(self.card.labels), self.card.input_size,
-            self.card.model_id, self.card.version, self.config.alerts.enabled, self.log_level,
-        )
+        settings = self.config.camera_settings(name)
         queues = CameraQueues(self.requests, self.results[name], self.alerts, self.status, self.views)
+        generation = iter(range(1_000_000))
 
         def make(heartbeat: Any) -> BaseProcess:
+            now = time.time()
+            spec = CameraSpec(
+                settings, tuple(self.card.labels), self.card.input_size, self.card.model_id, self.card.version,
+                self.config.alerts.enabled, self.log_level,
+                first_track_id=1 + TRACK_IDS_PER_WORKER * next(generation),
+                camera_cooldowns={e: t for e, t in self.camera_cooldowns[name].items() if t > now},
+            )  # fmt: skip
             return self.ctx.Process(
                 target=worker.main, args=(spec, queues, self.view_wanted, os.getpid(), heartbeat),
                 name=camera_worker_name(name), daemon=False,
@@ -183,8 +202,37 @@ class Daemon:
             self._repair(self.results[name], reader=True, writer=False)
             for q in (self.alerts, self.status, self.views):
                 self._repair(q, reader=True, writer=False)
+            self._pump()  # the alerts it sent before dying count first
+            self._end_orphaned_episodes(name)
 
         return hook
+
+    def _end_orphaned_episodes(self, camera: str) -> None:
+        """A dead camera worker cannot end its episodes: end them here, and let them cool down in its successor."""
+        now = time.time()
+        cooldown = self.config.camera_settings(camera).alert_rules.cooldown_s
+        for start in list(self.open_episodes[camera].values()):
+            end = start.model_copy(update={
+                "event": "end", "alert_id": uuid.uuid4().hex, "event_at": utc_from_epoch(now),
+                "duration_s": max(now - start.started_at.timestamp(), 0.0),
+            })  # fmt: skip
+            log.warning("camera %s died inside an episode (track %d, %s): ended it; no new %s start on this camera "
+                        "for %.0f s", camera, start.track_id, start.emotion, start.emotion, cooldown)  # fmt: skip
+            self._forward(end)
+            until = self.camera_cooldowns[camera].get(start.emotion, 0.0)
+            self.camera_cooldowns[camera][start.emotion] = max(until, now + cooldown)
+        self.open_episodes[camera].clear()
+
+    def _forward(self, alert: Alert) -> None:
+        """Hand an alert to the publisher, remembering which episodes are open."""
+        episodes = self.open_episodes.setdefault(alert.camera, {})
+        if alert.event == "start":
+            episodes[(alert.track_id, alert.emotion)] = alert
+        else:
+            episodes.pop((alert.track_id, alert.emotion), None)
+        if self.publisher is not None:
+            self.publisher.submit(alert)
+        self.state.count_alert()
 
     @staticmethod
     def _repair(q: BoundedQueue, reader: bool, writer: bool) -> None:
@@ -228,9 +276,7 @@ class Daemon:
             if isinstance(view, CameraView):
                 self.state.update_view(view)
         for alert in self.alerts.drain(ALERTS_QUEUE_SIZE):
-            if self.publisher is not None:
-                self.publisher.submit(alert)
-            self.state.count_alert()
+            self._forward(alert)
 
     def _check(self, child: Child, now: float) -> None:
         process = child.process
@@ -303,7 +349,9 @@ class Daemon:
             q.close()
 
     def _pump_alerts_only(self) -> None:
-        if self.publisher is None:
-            return
+        """At shutdown: forward the last alerts, and end episodes of cameras that were killed instead of stopping."""
         for alert in self.alerts.drain(ALERTS_QUEUE_SIZE):
-            self.publisher.submit(alert)
+            self._forward(alert)
+        for camera in self.cameras:
+            if self.open_episodes.get(camera):
+                self._end_orphaned_episodes(camera)
