@@ -64,6 +64,7 @@ class CameraStatus:
     at: float
     processed_fps: float
     tracks: tuple[TrackView, ...] = field(default_factory=tuple)
+    reason: str = ""  # why the source is in its state (never holds a password)
 
 
 @dataclass(frozen=True, slots=True)

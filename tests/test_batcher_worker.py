@@ -34,11 +34,15 @@ def test_worker_batches_across_cameras_and_routes_results(model_path: Path | Non
     status: BoundedQueue[ModelStatus] = BoundedQueue(ctx, "t-status", 4)
     # A long max_wait: a batch can only leave early by filling up, so batches of 6 prove mixing.
     spec = InferenceSpec(model_path, "auto", 1, max_batch_size=6, max_wait_ms=2000, log_level="WARNING")
-    worker = ctx.Process(target=main, args=(spec, requests, results, status, os.getpid()), daemon=True)
+    heartbeat = ctx.Value("d", 0.0, lock=False)
+    worker = ctx.Process(target=main, args=(spec, requests, results, status, os.getpid(), heartbeat), daemon=True)
     worker.start()
     try:
         ready = _take(status, 1, timeout=120)
         assert ready and isinstance(ready[0], ModelStatus) and ready[0].pid == worker.pid
+        beat = heartbeat.value
+        time.sleep(0.6)
+        assert heartbeat.value > beat > 0, "the worker beats while it waits for faces"
         from fer_stream.inference.engine import default_model_path
         from fer_stream.model_card import load_card
 

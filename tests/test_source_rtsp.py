@@ -104,3 +104,26 @@ def test_test_server_loops_its_file_so_the_stream_outlives_the_clip(rtsp_server,
         assert wait_for(lambda: time.monotonic() - first > 8.0 and source.latest(timeout=1.0) is not None, timeout=30)
         assert metric("fer_camera_stalls_total", "rtsp-loop") == 0, "the stream ended at the end of the clip"
         assert source.state is SourceState.UP
+
+
+def test_a_failed_open_names_its_cause(rtsp_server, media_dir: Path):
+    from fer_stream.camera.diagnosis import diagnose
+
+    secret = "s3/cr#t?@x"
+    server = rtsp_server({"cam": media_dir / "smiling_woman_phone.mp4"}, user="viewer", password=secret)
+    host = server.url("cam").split("://", 1)[1].split("/", 1)[0]
+
+    def cause(source: str) -> str:
+        return diagnose(CameraConfig(name="door", source=source, open_timeout_s=2))
+
+    assert "refused the credentials (401)" in cause(f"rtsp://viewer:wrong@{host}/cam")
+    assert "refused the credentials (401)" in cause(f"rtsp://{host}/cam"), "no credentials at all"
+    assert "no stream at /nope (404)" in cause(f"rtsp://viewer:{secret}@{host}/nope")
+    assert "describes the stream" in cause(f"rtsp://viewer:{secret}@{host}/cam"), "right credentials and path"
+    assert "connection refused by 127.0.0.1" in cause(f"rtsp://viewer:{secret}@127.0.0.1:{free_port()}/cam")
+    source = FrameSource(CameraConfig(name="door", source=f"rtsp://viewer:wrong@{host}/cam", open_timeout_s=2))
+    try:
+        assert wait_for(lambda: "401" in source.reason, timeout=30), source.reason
+        assert source.state is SourceState.DOWN and "wrong" not in source.reason and secret not in source.reason
+    finally:
+        source.close()

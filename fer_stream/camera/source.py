@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from fer_stream.camera.backoff import Backoff
+from fer_stream.camera.diagnosis import diagnose
 from fer_stream.config.models import CameraConfig
 from fer_stream.metrics import (
     CAMERA_RECONNECTS,
@@ -77,6 +78,7 @@ class FrameSource:
         self._taken_id = 0
         self._next_id = 1
         self._state = SourceState.STARTING
+        self._reason = "opening"
         self._up = CAMERA_UP.labels(camera=camera.name)
         self._up.set(0)
         self._thread = threading.Thread(target=self._run, name=f"frames-{camera.name}", daemon=True)
@@ -89,6 +91,11 @@ class FrameSource:
     @property
     def state(self) -> SourceState:
         return self._state
+
+    @property
+    def reason(self) -> str:
+        """Why the source is in its state, for /status (never holds the password)."""
+        return self._reason
 
     def latest(self, timeout: float | None = None) -> Frame | None:
         """The newest frame not handed out before, waiting up to ``timeout`` s; None if none came (or finished)."""
@@ -137,7 +144,7 @@ class FrameSource:
                 reopening = True
                 capture = self._open()
                 if capture is None:
-                    self._mark_down("cannot open the stream")
+                    self._mark_down(f"cannot open the stream: {diagnose(self.camera)}")
                     self._stop.wait(self._backoff.next())
                     continue
                 try:
@@ -228,13 +235,14 @@ class FrameSource:
             self._changed.notify_all()
 
     def _mark_down(self, reason: str) -> None:
-        if self._state is SourceState.DOWN:
-            log.debug("camera %s (%s): still down: %s", self.camera.name, self.camera.redacted_source, reason)
         self._set_state(SourceState.DOWN, reason)
 
     def _set_state(self, state: SourceState, reason: str) -> None:
         with self._changed:
+            changed_reason, self._reason = reason != self._reason, reason
             if state is self._state:
+                if changed_reason and state is SourceState.DOWN:
+                    log.warning("camera %s (%s) still down: %s", self.camera.name, self.camera.redacted_source, reason)
                 return
             self._state = state
             self._up.set(1 if state is SourceState.UP else 0)

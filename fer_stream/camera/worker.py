@@ -197,7 +197,8 @@ class CameraLoop:
         self._processed_times = [t for t in self._processed_times if now - t <= 5.0]
         fps = len(self._processed_times) / 5.0
         self.queues.status.put(
-            CameraStatus(self.name, str(self.source.state), self.source.state is SourceState.UP, now, fps, self.pipeline.views())
+            CameraStatus(self.name, str(self.source.state), self.source.state is SourceState.UP, now, fps,
+                         self.pipeline.views(), self.source.reason)
         )
         self._last_status = now
 

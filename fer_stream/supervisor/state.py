@@ -106,6 +106,7 @@ class DaemonState:
             cameras[name] = {
                 "up": up,
                 "state": state,
+                "reason": "" if status is None else status.reason,
                 "processed_fps": round(status.processed_fps, 2) if status else 0.0,
                 "tracks": [
                     {"track_id": t.track_id, "box": list(t.box), "emotion": t.emotion, "score": round(t.score, 3), "alerting": t.alerting}
