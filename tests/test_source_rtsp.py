@@ -127,3 +127,25 @@ def test_a_failed_open_names_its_cause(rtsp_server, media_dir: Path):
         assert source.state is SourceState.DOWN and "wrong" not in source.reason and secret not in source.reason
     finally:
         source.close()
+
+
+def test_a_stalled_stream_is_down_stall_timeout_after_its_last_frame(rtsp_server, media_dir: Path):
+    """The server stops sending but keeps the connection (SIGSTOP): FFmpeg's own read would block 3x longer."""
+    import os
+    import signal
+
+    server = rtsp_server({"cam": media_dir / "calm_woman.mp4"})
+    source = FrameSource(CameraConfig(name="stall", source=server.url("cam"), stall_timeout_s=2))
+    try:
+        assert frames_flow(source, count=10)
+        os.kill(server.process.pid, signal.SIGSTOP)
+        last = time.monotonic()
+        while source.state is SourceState.UP and time.monotonic() - last < 20:
+            if source.latest(timeout=0.05) is not None:
+                last = time.monotonic()  # frames already buffered still arrive for a while
+        silent = time.monotonic() - last
+        assert source.state is SourceState.DOWN and 1.9 <= silent <= 3.0, f"down after {silent:.1f} s without frames"
+        assert "no frame for 2 s" in source.reason
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+        source.close()

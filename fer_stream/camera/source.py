@@ -79,6 +79,7 @@ class FrameSource:
         self._next_id = 1
         self._state = SourceState.STARTING
         self._reason = "opening"
+        self._stall_counted = False
         self._up = CAMERA_UP.labels(camera=camera.name)
         self._up.set(0)
         self._thread = threading.Thread(target=self._run, name=f"frames-{camera.name}", daemon=True)
@@ -103,10 +104,21 @@ class FrameSource:
             self._changed.wait_for(self._has_news, timeout)
             frame = self._frame
             if frame is None or frame.frame_id <= self._taken_id:
+                self._check_stall()
                 return None
             self._taken_id = frame.frame_id
             self._changed.notify_all()  # a lockstep reader waits for this
             return frame
+
+    def _check_stall(self) -> None:
+        """A live stream that sent nothing for stall_timeout_s is down now, though FFmpeg's read may block longer."""
+        if self.camera.kind == "file" or self._state is not SourceState.UP or self._frame is None:
+            return
+        silent = time.monotonic() - self._frame.captured_monotonic
+        if silent > self.camera.stall_timeout_s:
+            CAMERA_STALLS.labels(camera=self.camera.name).inc()
+            self._stall_counted = True
+            self._mark_down(f"no frame for {self.camera.stall_timeout_s:g} s (stalled)")
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop reading. A read blocked inside FFmpeg ends by its own timeout; the thread is a daemon."""
@@ -157,8 +169,9 @@ class FrameSource:
                         return
                     reopening = False  # looping a file is not a reconnect
                 elif outcome == "lost":
-                    CAMERA_STALLS.labels(camera=self.camera.name).inc()
-                    self._mark_down(f"no frame for {self.camera.stall_timeout_s:g} s or the stream broke")
+                    if not self._stall_counted:  # the consumer may have noticed the stall first
+                        CAMERA_STALLS.labels(camera=self.camera.name).inc()
+                        self._mark_down(f"no frame for {self.camera.stall_timeout_s:g} s or the stream broke")
                     self._stop.wait(self._backoff.next())
         finally:
             self._up.set(0)
@@ -230,6 +243,7 @@ class FrameSource:
                 FRAMES_SKIPPED.labels(camera=self.camera.name, reason="stale").inc()
             self._frame = Frame(self._next_id, time.time(), monotonic_now, image)
             self._next_id += 1
+            self._stall_counted = False
             if self._state is not SourceState.UP:
                 self._set_state(SourceState.UP, f"receiving frames ({image.shape[1]}x{image.shape[0]})")
             self._changed.notify_all()
