@@ -88,3 +88,26 @@ def test_busy_port_names_the_setting(served, tmp_path) -> None:
     port = int(url.rsplit(":", 1)[1])
     with pytest.raises(OSError, match="http.port"):
         start_http_server("127.0.0.1", port, state, str(tmp_path), threading.Lock())
+
+
+def test_an_idle_half_sent_request_is_dropped_and_the_backlog_is_normal(tmp_path, monkeypatch) -> None:
+    import socket
+
+    from fer_stream.http import server as http_server
+
+    monkeypatch.setattr(http_server._Handler, "timeout", 1)  # 10 s in the daemon
+    server = start_http_server("127.0.0.1", 0, DaemonState(["lobby"]), str(tmp_path), threading.Lock())
+    try:
+        assert server.request_queue_size >= 128
+        host, port = server.server_address[:2]
+        idle = [socket.create_connection((host, port), timeout=5) for _ in range(20)]
+        for sock in idle:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
+        assert get(server.url + "/healthz")[0] == 200, "idle clients do not block others"
+        time.sleep(1.5)
+        for sock in idle:
+            assert sock.recv(1024) == b"", "the server closed the idle connection after its timeout"
+            sock.close()
+    finally:
+        server.shutdown()
+        server.server_close()
