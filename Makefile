@@ -1,6 +1,6 @@
 # Two commands for a fresh machine (Debian + Python 3.11):
 #   make demo   set everything up and run the daemon on the built-in demo
-#   make test   set everything up and run the whole test suite
+#   make test   set everything up, lint (ruff), type-check (mypy) and run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -17,6 +17,8 @@ demo: setup
 	$(BIN)/fer-stream demo
 
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 setup: system-packages $(VENV)/.installed

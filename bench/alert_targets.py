@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_stream.alerts.config import AlertRules
-from fer_stream.config.models import (CameraConfig, CameraSettings, DetectorSettings, FaceQualitySettings,
-                                      TrackingSettings)
+from fer_stream.config.models import CameraConfig, CameraSettings, DetectorSettings, FaceQualitySettings, TrackingSettings
 from fer_stream.inference.engine import load_classifier
 from fer_stream.pipeline import build_pipeline
 from fer_stream.replay.manifest import load_manifest
@@ -125,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     c, s, p = result["clips"], result["stills"], result["publictest"]
     print(f"model: {result['model']}\nrules: {result['rules']}\n")
     print("| target | measured |\n| --- | --- |")
-    print(f"| realworld/clips: angry and fear clips alerting for their own emotion | {c['targets_alerting_own_emotion']} of {c['targets']} |")
+    alerting = c["targets_alerting_own_emotion"]
+    print(f"| realworld/clips: angry and fear clips alerting for their own emotion | {alerting} of {c['targets']} |")
     print(f"| realworld/clips: other clips raising any alert | {c['others_alerting']} of {c['others']} |")
     print(f"| realworld/stills: neutral read angry or fear | {s['neutral_read_angry_or_fear']:.1%} of {s['n']} stills' neutral faces |")
     print(f"| realworld/stills: angry / fear recall | {s['recall']['angry']} / {s['recall']['fear']} |")

@@ -151,7 +151,8 @@ def table(rows: list[dict]) -> str:
     lines = ["| model | file | MB | input | faces/s at batch 32 | batch-1 latency median (ms) | batch-1 latency p95 (ms) |",
              "| --- | --- | ---: | --- | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['model']} | `{r['file']}` | {r['mb']:.2f} | {r['input']} | {r['fps32']:,.0f} | {r['p50']:.3f} | {r['p95']:.3f} |")
+        lines.append(f"| {r['model']} | `{r['file']}` | {r['mb']:.2f} | {r['input']} | {r['fps32']:,.0f} "
+                     f"| {r['p50']:.3f} | {r['p95']:.3f} |")
     return "\n".join(lines)
 
 
@@ -184,12 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     print(result)
     if args.write:
         command = shlex.join([".venv/bin/python", "bench/bench_model.py", *(argv if argv is not None else sys.argv[1:])])
-        versions = ", ".join(f"{d} {metadata.version(d)}" for d in ("ai-edge-litert", "numpy") if importlib.util.find_spec(d.replace("-", "_")))
+        installed = [d for d in ("ai-edge-litert", "numpy") if importlib.util.find_spec(d.replace("-", "_"))]
+        versions = ", ".join(f"{d} {metadata.version(d)}" for d in installed)
         body = "\n".join([
             f"Measured {date.today().isoformat()} on {cpu_name()}, {os.cpu_count()} cores, {args.threads} LiteRT thread(s); "
             f"{versions}, Python {platform.python_version()}.",
             "Model time only (prepared float32 inputs), median of "
-            f"{args.rounds} alternating rounds of {args.seconds:g} s for throughput and {args.rounds} x {args.calls} single-face calls for latency.",
+            f"{args.rounds} alternating rounds of {args.seconds:g} s for throughput and "
+            f"{args.rounds} x {args.calls} single-face calls for latency.",
             f"1-minute load average {load_before:.2f} before and {load_after:.2f} after the run: other work on the machine "
             "(tests, training) adds noise; compare rows of one run, not numbers across runs.",
             "",

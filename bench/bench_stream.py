@@ -94,12 +94,12 @@ def summarize(before: dict, after: dict, wall: float, daemon) -> dict:
     delta = [(name, dict(labels), value - before.get((name, labels), 0.0)) for (name, labels), value in after.items()]
 
     def total(name: str, **labels: str) -> float:
-        return sum(v for n, l, v in delta if n == name and all(l.get(k) == w for k, w in labels.items()))
+        return sum(v for n, lab, v in delta if n == name and all(lab.get(k) == w for k, w in labels.items()))
 
     buckets: dict[float, float] = {}
-    for n, l, v in delta:
+    for n, lab, v in delta:
         if n == "fer_end_to_end_latency_seconds_bucket":
-            le = float(l["le"])
+            le = float(lab["le"])
             buckets[le] = buckets.get(le, 0.0) + v
     return {
         "wall_s": round(wall, 2),

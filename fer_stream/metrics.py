@@ -38,7 +38,9 @@ FACES_GATED = Counter(
 FACES_CLASSIFIED = Counter("fer_faces_classified_total", "Faces with a classification result back", ["camera"])
 PREDICTIONS = Counter("fer_predictions_total", "Classified faces by top emotion", ["camera", "emotion"])
 TRACKS_ACTIVE = Gauge("fer_tracks_active", "Face tracks currently followed", ["camera"], multiprocess_mode="max")
-DETECTION_SECONDS = Histogram("fer_detection_seconds", "Face detection, tracking and cropping time per frame", ["camera"], buckets=LATENCY_BUCKETS)
+DETECTION_SECONDS = Histogram(
+    "fer_detection_seconds", "Face detection, tracking and cropping time per frame", ["camera"], buckets=LATENCY_BUCKETS
+)
 END_TO_END_SECONDS = Histogram(
     "fer_end_to_end_latency_seconds",
     "Frame capture to classification result back in the camera worker",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -92,7 +92,7 @@ class ModelCard(BaseModel):
     validation: ValidationMetrics | None = None
     calibration: ScoreCalibration | None = None
     library_versions: dict[str, str] = Field(default_factory=dict)
-    created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def num_classes(self) -> int:

@@ -128,7 +128,7 @@ class FacePipeline:
             return np.zeros((0, len(self.labels)), dtype=np.float32), []
         probabilities = classify(to_model_input([crop.face for crop in frame.crops]))
         alerts: list[Alert] = []
-        for crop, probs in zip(frame.crops, probabilities):
+        for crop, probs in zip(frame.crops, probabilities, strict=True):
             alerts += self.observe(crop.track_id, probs, frame.captured_at)
         return probabilities, alerts
 

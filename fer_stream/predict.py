@@ -49,12 +49,12 @@ def predict_faces(image: np.ndarray, detector: FaceDetector, classifier, quality
                             input_size=classifier.input_size, quality=quality)  # fmt: skip
     faces = pipeline.faces(image, 0.0)
     probabilities, _ = pipeline.classify(faces, classifier.predict)
-    by_track = dict(zip((crop.track_id for crop in faces.crops), probabilities))
+    by_track = dict(zip((crop.track_id for crop in faces.crops), probabilities, strict=True))
     results = []
     for track_id, face in sorted(pipeline.tracks.items()):
         probs = by_track.get(track_id)
-        order = [] if probs is None else np.argsort(probs)[::-1]
-        results.append(FacePrediction(face.box, [(classifier.labels[i], float(probs[i])) for i in order], face.problem))
+        emotions = [] if probs is None else [(classifier.labels[i], float(probs[i])) for i in np.argsort(probs)[::-1]]
+        results.append(FacePrediction(face.box, emotions, face.problem))
     return results
 
 

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from rtsp_fixtures import MISSING_GST, RtspServer, gstreamer_available
 
 REPO = Path(__file__).resolve().parents[1]

@@ -49,13 +49,13 @@ class Metrics:
 
     def value(self, name: str, **labels: str) -> float:
         """Sum of the samples called ``name`` whose labels include ``labels`` (0 if none)."""
-        return sum(v for n, l, v in self.samples if n == name and all(l.get(k) == w for k, w in labels.items()))
+        return sum(v for n, lab, v in self.samples if n == name and all(lab.get(k) == w for k, w in labels.items()))
 
     def by_label(self, name: str, label: str, **labels: str) -> dict[str, float]:
         out: dict[str, float] = {}
-        for n, l, v in self.samples:
-            if n == name and label in l and all(l.get(k) == w for k, w in labels.items()):
-                out[l[label]] = out.get(l[label], 0.0) + v
+        for n, lab, v in self.samples:
+            if n == name and label in lab and all(lab.get(k) == w for k, w in labels.items()):
+                out[lab[label]] = out.get(lab[label], 0.0) + v
         return out
 
 

@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from fer_stream.alerts.config import AlertRules, AlertRulesOverride, AlertsConfig, RedisConfig
-from fer_stream.redaction import redact_url
 from fer_stream.alerts.message import Alert, json_schema
 from fer_stream.alerts.rules import AlertTracker
+from fer_stream.redaction import redact_url
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 

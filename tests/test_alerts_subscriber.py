@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
@@ -75,7 +75,7 @@ def test_readable_lines_by_default(redis_server):
     assert code == 0, err
     assert len(lines) == 1
     assert "gate  track 12  angry    START  mean 0.70  peak 0.90  2.0s" in lines[0]
-    assert lines[0].startswith(datetime.now(timezone.utc).strftime("%Y-%m-%dT"))
+    assert lines[0].startswith(datetime.now(UTC).strftime("%Y-%m-%dT"))
 
 
 def test_since_replays_the_stream_then_continues_live_without_gaps_or_duplicates(redis_server):
@@ -96,7 +96,7 @@ def test_since_replays_the_stream_then_continues_live_without_gaps_or_duplicates
 def test_since_a_time_skips_older_alerts(redis_server):
     deliver(redis_server, [make_alert(track_id=1)])
     time.sleep(0.05)
-    cut = datetime.now(timezone.utc).isoformat()
+    cut = datetime.now(UTC).isoformat()
     time.sleep(0.05)
     newer = make_alert(track_id=2)
     deliver(redis_server, [newer])

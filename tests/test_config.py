@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from fer_stream.config import ConfigError, FerStreamConfig, load_config, parse_config
-from fer_stream.redaction import redact_url
 from fer_stream.alerts.config import AlertRules
+from fer_stream.config import ConfigError, FerStreamConfig, load_config, parse_config
 from fer_stream.config import command as check_config
+from fer_stream.redaction import redact_url
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,7 +113,8 @@ def test_broken_yaml_syntax_gives_line_and_column(tmp_path):
 
 @pytest.mark.parametrize(("text", "found"), [("", "an empty file"), ("- a\n- b\n", "a list")])
 def test_a_file_that_is_not_a_mapping_is_refused(tmp_path, text, found):
-    assert problems_of(write(tmp_path, text)) == [f"{tmp_path / 'cameras.yaml'}:1: expected a mapping with at least a `cameras:` list, found {found}"]
+    expected = f"{tmp_path / 'cameras.yaml'}:1: expected a mapping with at least a `cameras:` list, found {found}"
+    assert problems_of(write(tmp_path, text)) == [expected]
 
 
 def test_duplicate_camera_names_and_duplicate_keys(tmp_path, video):

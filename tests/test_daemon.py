@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from daemon_fixtures import FER_STREAM, REPO, Metrics, http_get, pid_alive, process_title, stop_process, wait_for
 from redis_fixtures import RedisServer, free_port, subprocess_env
 from rtsp_fixtures import RtspServer

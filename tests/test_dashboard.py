@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from daemon_fixtures import FER_STREAM, REPO, http_get, stop_process, wait_for
 from prometheus_client.metrics import MetricWrapperBase
+from redis_fixtures import RedisServer, free_port, subprocess_env
 
 import fer_stream.metrics
-from daemon_fixtures import FER_STREAM, REPO, http_get, stop_process, wait_for
-from redis_fixtures import RedisServer, free_port, subprocess_env
 
 DEPLOY = REPO / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "fer-stream-dashboard.json"
@@ -243,8 +243,8 @@ cameras:
             ], stdout=out, stderr=subprocess.STDOUT))
         prom = Prometheus(f"http://127.0.0.1:{prom_port}")
         ready_urls = (f"http://127.0.0.1:{daemon_port}/healthz", prom.url + "/-/ready")
-        for process, log, ready in zip(processes, (daemon_log, prom_log), ready_urls):
-            wait_for(f"{ready}", lambda: process.poll() is not None or http_get(ready)[0] == 200, timeout=90)
+        for process, log, ready in zip(processes, (daemon_log, prom_log), ready_urls, strict=True):
+            wait_for(f"{ready}", lambda p=process, u=ready: p.poll() is not None or http_get(u)[0] == 200, timeout=90)
             assert process.poll() is None, f"{log.stem} exited with {process.returncode}: {log.read_text()[-3000:]}"
         yield prom
     finally:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from training_fixtures import FER_VAL, require_shared
 
 from fer_stream.inference.engine import default_model_path, load_classifier
 from fer_stream.model_card import ModelCardError, load_card
 from fer_stream.preprocessing import to_model_input
 from training.dataset import load_faces, scan_label_folders
-from training_fixtures import FER_VAL, require_shared
 
 N_FACES = 500
 

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from daemon_fixtures import FER_STREAM, Metrics, http_get, pid_alive, stop_process, wait_for
 from redis_fixtures import RedisServer, free_port, subprocess_env
 
@@ -239,7 +238,7 @@ def test_settings_no_worker_could_run_are_refused_at_start(media_dir, tmp_path):
     refused(camera_yaml(media_dir, camera_extra="    enabled: false"), tmp_path, "every camera has enabled: false")
     refused(camera_yaml(media_dir, "inference: {request_queue_size: 99999999999}"), tmp_path,
             "inference.request_queue_size")  # fmt: skip
-    bomb = "\n".join([f'a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    bomb = "\n".join(['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
                      + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 7)])  # fmt: skip
     refused(bomb + "\ncameras: [*a6]\n", tmp_path, "expands to more than")
 

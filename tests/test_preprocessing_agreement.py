@@ -10,11 +10,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from training_fixtures import FER_VAL, LABELS, SHARED, require_shared, small_label_dir
 
 from fer_stream.preprocessing import PREPROCESSING_ID, prepare_face, to_model_input
 from training.dataset import load_faces, scan_label_folders
 from training.train import FaceBatches
-from training_fixtures import FER_VAL, LABELS, SHARED, require_shared, small_label_dir
 
 
 def training_path(root, size):

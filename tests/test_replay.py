@@ -11,8 +11,7 @@ import yaml
 
 from fer_stream.alerts.config import AlertRules
 from fer_stream.cli import main
-from fer_stream.config.models import (CameraConfig, CameraSettings, DetectorSettings, FaceQualitySettings,
-                                      TrackingSettings)
+from fer_stream.config.models import CameraConfig, CameraSettings, DetectorSettings, FaceQualitySettings, TrackingSettings
 from fer_stream.inference.engine import load_classifier
 from fer_stream.pipeline import build_pipeline
 from fer_stream.replay.manifest import ManifestError, load_manifest

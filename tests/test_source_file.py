@@ -102,7 +102,7 @@ def test_backoff_doubles_up_to_the_cap_with_jitter_below_each_step():
     backoff = Backoff(0.5, 4.0, jitter=0.5, rng=random.Random(7))
     delays = [backoff.next() for _ in range(6)]
     ceilings = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
-    for delay, ceiling in zip(delays, ceilings):
+    for delay, ceiling in zip(delays, ceilings, strict=True):
         assert ceiling * 0.5 <= delay <= ceiling
     assert len(set(delays)) == len(delays), "jitter spreads retries"
     backoff.reset()

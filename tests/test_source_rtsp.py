@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
+from rtsp_fixtures import free_port
 
 from fer_stream.camera import FrameSource, SourceState
 from fer_stream.config import parse_config
 from fer_stream.config.models import CameraConfig
-from rtsp_fixtures import free_port
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -6,9 +6,9 @@ import logging
 import shutil
 
 import pytest
+from training_fixtures import FER_TRAIN, require_shared
 
 from training.dataset import DatasetError, canonical_label, load_faces, scan_label_folders
-from training_fixtures import FER_TRAIN, require_shared
 
 
 def test_missing_directory_names_it(tmp_path):

@@ -8,16 +8,16 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from training_fixtures import FER_TRAIN, LABELS, SMOKE_SIZE, smoke_run
 
 from fer_stream.inference.engine import load_classifier
 from fer_stream.model_card import CARD_SUFFIX
 from fer_stream.preprocessing import prepare_face, to_model_input
+from training import distill
 from training.cli import main
 from training.dataset import load_faces, scan_label_folders
-from training import distill
 from training.distill import DistillationError, blend_targets, label_with_teachers, teacher_probabilities
 from training.presets import DEFAULT, LIGHT_AUGMENTATION
-from training_fixtures import FER_TRAIN, LABELS, SMOKE_SIZE, smoke_run
 
 
 def test_blend_puts_the_weight_on_the_teachers():

@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from training_fixtures import FER_TRAIN, LABELS, SMOKE_SIZE, smoke_run
 
-from fer_stream.model_card import load_card
 from fer_stream.inference.engine import load_classifier
+from fer_stream.model_card import load_card
 from training.cli import main
 from training.dataset import scan_label_folders
-from training_fixtures import FER_TRAIN, LABELS, SMOKE_SIZE, smoke_run
 
 pytestmark = pytest.mark.slow
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from training_fixtures import FER_TRAIN, require_shared
 
 import training.train
 from fer_stream.model_card import load_card
 from training.cli import main
-from training_fixtures import FER_TRAIN, require_shared
 
 
 @pytest.fixture

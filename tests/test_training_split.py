@@ -7,11 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
+from training_fixtures import FER_TRAIN, LABELS, require_shared
 
 from training.dataset import content_groups, load_faces, scan_label_folders, split_validation
 from training.presets import DEFAULT
 from training.train import prepare_data
-from training_fixtures import FER_TRAIN, LABELS, require_shared
 
 PER_CLASS = 12
 DUPLICATES = 20

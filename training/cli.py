@@ -10,10 +10,10 @@ import sys
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.presets import AUGMENTATIONS, PRESETS
     from fer_stream.model_card import ModelCardError
     from training.distill import DistillationError
-    from training.train import ImageNetWeightsMissing, train
+    from training.presets import AUGMENTATIONS, PRESETS
+    from training.train import ImageNetWeightsMissingError, train
 
     preset = PRESETS[args.preset]
     overrides = {k: v for k, v in (("epochs", args.epochs), ("alpha", args.alpha), ("input_size", args.input_size),
@@ -32,7 +32,7 @@ def _train(args: argparse.Namespace) -> int:
                        if_no_imagenet=args.if_no_imagenet, seed=args.seed, limit_per_class=args.limit_per_class,
                        workers=args.workers, max_seconds=args.max_minutes * 60 if args.max_minutes else None,
                        init_weights=args.init_weights, teachers=args.teacher)
-    except (ImageNetWeightsMissing, DistillationError, ModelCardError) as exc:
+    except (ImageNetWeightsMissingError, DistillationError, ModelCardError) as exc:
         print(f"fer-train: {exc}", file=sys.stderr)
         return 2
     if not result.completed:

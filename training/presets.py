@@ -87,8 +87,8 @@ SEED = Preset(
 #: What the daemon runs: small input (faces are 48x48 to begin with), a 0.75-width
 #: MobileNet trained end to end from scratch with the recipe that works on FER-2013.
 #: alpha 0.75 at 96 was chosen over 0.5 at 96 and 1.0 at 64 by validation accuracy
-#: at equal epochs, at a LiteRT speed that cleared 2,500 faces/s on the first session's
-#: machine (docs/training.md). The last 12 epochs are averaged, as for the shipped model.
+#: at equal epochs, at a LiteRT speed that cleared 2,500 faces/s on a 2-core AMD EPYC
+#: (docs/training.md). The last 12 epochs are averaged, as for the shipped model.
 DEFAULT = Preset(
     name="default",
     architecture="mobilenet",

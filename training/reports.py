@@ -10,9 +10,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
     accuracy_score,
     confusion_matrix,
@@ -59,7 +59,8 @@ def format_table(metrics: dict) -> str:
     per = list(metrics["per_class"].values())
     macro = {k: float(np.mean([m[k] for m in per])) for k in ("precision", "recall")}
     rows.append("-" * len(rows[0]))
-    rows.append(f"{'macro avg':<10} {macro['precision']:>9.3f} {macro['recall']:>7.3f} {metrics['macro_f1']:>6.3f} {'':>7} {metrics['n']:>8d}")
+    rows.append(f"{'macro avg':<10} {macro['precision']:>9.3f} {macro['recall']:>7.3f} {metrics['macro_f1']:>6.3f} "
+                f"{'':>7} {metrics['n']:>8d}")
     rows.append(f"{'accuracy':<10} {'':>9} {'':>7} {metrics['accuracy']:>6.3f} {'':>7} {metrics['n']:>8d}")
     return "\n".join(rows)
 
@@ -71,7 +72,7 @@ def plot_confusion_matrix(matrix: list[list[int]] | np.ndarray, labels: list[str
     fig, axes = plt.subplots(1, 2, figsize=(15, 6))
     sns.heatmap(counts, annot=True, fmt="d", cmap="Blues", xticklabels=labels, yticklabels=labels, ax=axes[0], cbar=False)
     sns.heatmap(rates, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, xticklabels=labels, yticklabels=labels, ax=axes[1])
-    for ax, title in zip(axes, ("counts", "normalised by true label")):
+    for ax, title in zip(axes, ("counts", "normalised by true label"), strict=True):
         ax.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix ({title})")
     return _save(fig, png)
 
@@ -98,7 +99,7 @@ def plot_history(history_csv: str | Path, png: str | Path) -> Path:
         rows = list(csv.DictReader(fh))
     epochs = [int(r["epoch"]) + 1 for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for prefix, style in (("", "-"), ("val_", "--")):
             key = prefix + metric
             if rows and key in rows[0]:

@@ -23,9 +23,17 @@ import numpy as np
 
 from fer_stream.model_card import load_card
 from fer_stream.preprocessing import to_model_input
-from training.dataset import (FER2013_LABELS, FaceArrays, LabelledFiles, cap_per_class, content_groups, load_faces,
-                              scan_label_folders, split_validation)
 from training.augment import augment_faces
+from training.dataset import (
+    FER2013_LABELS,
+    FaceArrays,
+    LabelledFiles,
+    cap_per_class,
+    content_groups,
+    load_faces,
+    scan_label_folders,
+    split_validation,
+)
 from training.distill import blend_targets, label_with_teachers
 from training.model import build_classifier
 from training.presets import Augmentation, Preset
@@ -85,7 +93,7 @@ class FaceBatches(keras.utils.PyDataset):
         return x, y
 
 
-class ImageNetWeightsMissing(RuntimeError):
+class ImageNetWeightsMissingError(RuntimeError):
     pass
 
 
@@ -99,7 +107,7 @@ def resolve_imagenet_weights(preset: Preset, weights_path: str | None, if_missin
         return None
     if weights_path:
         if not Path(weights_path).is_file():
-            raise ImageNetWeightsMissing(f"--imagenet-weights {weights_path}: file not found.")
+            raise ImageNetWeightsMissingError(f"--imagenet-weights {weights_path}: file not found.")
         return weights_path
     alpha = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}.get(preset.alpha, str(preset.alpha))
     cached = KERAS_IMAGENET_CACHE / f"mobilenet_{alpha}_{preset.input_size}_tf_no_top.h5"
@@ -112,7 +120,7 @@ def resolve_imagenet_weights(preset: Preset, weights_path: str | None, if_missin
     if if_missing == "scratch":
         log.warning("%s Training from scratch as requested (--if-no-imagenet scratch).", message)
         return None
-    raise ImageNetWeightsMissing(message + " Pass --imagenet-weights PATH, or --if-no-imagenet scratch to train from random weights.")
+    raise ImageNetWeightsMissingError(message + " Pass --imagenet-weights PATH, or --if-no-imagenet scratch to train from random weights.")
 
 
 def _logged_val_accuracy(history_csv: Path) -> list[float]:
@@ -185,7 +193,7 @@ def recompute_batchnorm_statistics(model: keras.Model, faces: np.ndarray, *, bat
                 layer.momentum = k / (k + 1)  # running mean over the batches seen so far
             model(to_model_input(faces[np.sort(order[start:start + batch_size])]), training=True)
     finally:
-        for layer, momentum in zip(layers, momenta):
+        for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
     return int(len(order))
 
@@ -240,7 +248,7 @@ def average_epoch_weights(model: keras.Model, paths: list[Path], faces: np.ndarr
     for path in paths:
         model.load_weights(str(path))
         weights = model.get_weights()
-        total = weights if total is None else [t + w for t, w in zip(total, weights)]
+        total = weights if total is None else [t + w for t, w in zip(total, weights, strict=True)]
     model.set_weights([t / len(paths) for t in total])
     recompute_batchnorm_statistics(model, faces, seed=seed)
     after = _accuracy(model, val)
@@ -351,7 +359,8 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
 
     data = prepare_data(preset, data_dir, val_dir=val_dir, seed=seed, limit_per_class=limit_per_class, labels=labels)
     files, faces, targets, val, val_source = data.files, data.faces, data.targets, data.val, data.val_source
-    log.info("training on %d faces (%s), validating on %d (%s)", len(faces), dict(zip(labels, np.bincount(targets, minlength=len(labels)).tolist())), len(val.faces), val_source)
+    per_label = dict(zip(labels, np.bincount(targets, minlength=len(labels)).tolist(), strict=True))
+    log.info("training on %d faces (%s), validating on %d (%s)", len(faces), per_label, len(val.faces), val_source)
     if data.val_duplicates_in_train:
         log.warning("%d validation face(s) have a pixel-identical copy in the training data (a property of the data set, "
                     "e.g. FER-2013's PublicTest): validation accuracy is slightly optimistic", data.val_duplicates_in_train)

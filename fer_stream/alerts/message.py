@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -55,7 +55,7 @@ class Alert(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     alert_id: str = Field(default_factory=lambda: uuid.uuid4().hex, pattern=r"^[0-9a-f]{32}$")
     event: Literal["start", "end"]
     camera: str
@@ -75,11 +75,11 @@ class Alert(BaseModel):
     @classmethod
     def _millisecond_utc(cls, value: datetime) -> datetime:
         """Times are kept as they are published (UTC, milliseconds) so a message survives a round trip unchanged."""
-        return value.astimezone(timezone.utc).replace(microsecond=value.microsecond // 1000 * 1000)
+        return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
 
     @field_serializer("started_at", "event_at")
     def _utc_iso(self, value: datetime) -> str:
-        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -90,7 +90,7 @@ class Alert(BaseModel):
 
 
 def utc_from_epoch(t: float) -> datetime:
-    return datetime.fromtimestamp(t, tz=timezone.utc)
+    return datetime.fromtimestamp(t, tz=UTC)
 
 
 @cache

@@ -18,6 +18,7 @@ import random
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -65,7 +66,7 @@ class AlertPublisher:
         self._stopped = threading.Event()  # wakes the backoff sleep on close (submit must not)
         self._thread: threading.Thread | None = None
         self._client: redis.Redis | None = None
-        self._deliver = None
+        self._deliver: Any = None  # the registered Lua script
         self._up: bool | None = None
         REDIS_UP.set(0)
         waiting = len(self._outbox)

@@ -13,7 +13,7 @@ import collections
 import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 from pydantic import ValidationError
@@ -102,12 +102,12 @@ def parse_since(since: str, now_ms: int) -> str:
             "(2026-11-24T12:00:00Z) or a span back from now (30s, 10m, 2h, 1d)"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return f"{max(int(moment.timestamp() * 1000), 0)}-0"
 
 
 def format_line(alert: Alert) -> str:
-    when = alert.event_at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    when = alert.event_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     head = f"{when}  {alert.camera}  track {alert.track_id}  {alert.emotion:<8} {alert.event.upper():<5}"
     return f"{head}  mean {alert.mean_score:.2f}  peak {alert.peak_score:.2f}  {alert.duration_s:.1f}s"
 
@@ -165,7 +165,9 @@ class _Follower:
 
     def _replay(self, client: redis.Redis, start: str) -> None:
         while not self._done():
-            entries = client.xrange(self.args.stream, min=start, max="+", count=REPLAY_PAGE)
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(  # type: ignore[assignment]
+                self.args.stream, min=start, max="+", count=REPLAY_PAGE
+            )
             for stream_id, fields in entries:
                 payload = fields.get(b"alert")
                 if payload is not None:

@@ -54,10 +54,11 @@ def _rtsp(url: str, timeout: float) -> str:
     path = match.group(3) or "/"
     try:
         address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4]
+        endpoint = (str(address[0]), int(address[1]))
     except socket.gaierror:
         return f"cannot resolve the host name {host}: check the address, or DNS"
     try:
-        with socket.create_connection(address[:2], timeout=timeout) as sock:
+        with socket.create_connection(endpoint, timeout=timeout) as sock:
             if scheme == "rtsps":
                 return f"{host}:{port} accepts connections; the TLS stream could not be opened (certificate or codec)"
             target = f"rtsp://{match.group(1)}:{port}{path}"

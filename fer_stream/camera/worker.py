@@ -18,8 +18,8 @@ import numpy as np
 
 from fer_stream.camera.source import SourceState
 from fer_stream.config.models import CameraSettings
+from fer_stream.faces import draw_annotations
 from fer_stream.faces.quality import QualityProblem
-from fer_stream.faces import crop_face, draw_annotations
 from fer_stream.messages import CameraStatus, CameraView, FaceRequest, FaceResult
 from fer_stream.queues import BoundedQueue
 

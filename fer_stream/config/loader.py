@@ -12,7 +12,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +173,7 @@ def _format_loc(loc: Loc) -> str:
     return text or "(top level)"
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: Mapping[str, Any]) -> str:
     """``path: expectation`` for one pydantic error, without the input value."""
     loc: Loc = tuple(part for part in err["loc"] if isinstance(part, (int, str)))
     kind = err["type"]

@@ -186,7 +186,11 @@ class CameraConfig(_Section):
     enabled: bool = True
     fps: float = Field(10.0, gt=0, le=240, description="frames per second run through detection")
     loop: bool = Field(False, description="file sources: start again at the end instead of finishing")
-    realtime: bool = Field(True, description="file sources: pace reading to the file's own fps, like a live camera (false: hand over every frame, as fast as they are taken)")
+    realtime: bool = Field(
+        True,
+        description="file sources: pace reading to the file's own fps, like a live camera "
+        "(false: hand over every frame, as fast as they are taken)",
+    )
     detect_width: int | None = Field(None, ge=32, description="overrides detector.detect_width for this camera")
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     open_timeout_s: float = Field(10.0, gt=0, description="give up opening the stream after this long")

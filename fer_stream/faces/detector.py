@@ -96,7 +96,8 @@ class YuNetDetector:
         _, faces = self._net.detect(small)
         detections = []
         for row in faces if faces is not None else ():
-            box = _clip_box(*(row[:4] * scale), frame_w, frame_h)
+            x, y, w, h = (float(v) * scale for v in row[:4])
+            box = _clip_box(x, y, w, h, frame_w, frame_h)
             if min(box[2], box[3]) < self.settings.min_face_size:
                 continue
             points = tuple((float(px * scale), float(py * scale)) for px, py in row[4:14].reshape(5, 2))
@@ -111,7 +112,7 @@ class HaarDetector:
 
     def __init__(self, settings: DetectorSettings):
         self.settings = settings
-        path = Path(cv2.data.haarcascades) / HAAR_FILE
+        path = Path(cv2.data.haarcascades) / HAAR_FILE  # type: ignore[attr-defined]
         self._cascade = cv2.CascadeClassifier(str(path))
         if self._cascade.empty():
             raise DetectorError(f"{path}: OpenCV's bundled Haar cascade is missing; reinstall opencv-python-headless 4.x")
@@ -123,7 +124,10 @@ class HaarDetector:
         grey = cv2.equalizeHist(grey)
         min_side = max(1, int(self.settings.min_face_size / scale))
         boxes = self._cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
-        return [Detection(_clip_box(*(np.asarray(b, float) * scale), frame_w, frame_h), 1.0) for b in boxes]
+        return [
+            Detection(_clip_box(float(x) * scale, float(y) * scale, float(w) * scale, float(h) * scale, frame_w, frame_h), 1.0)
+            for x, y, w, h in boxes
+        ]
 
 
 def create_detector(settings: DetectorSettings) -> FaceDetector:

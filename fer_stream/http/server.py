@@ -38,7 +38,7 @@ class DaemonHTTPServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
 
 class _Handler(BaseHTTPRequestHandler):

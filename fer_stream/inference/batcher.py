@@ -40,7 +40,8 @@ class Batcher(Generic[T]):
 
     def due(self) -> list[T] | None:
         """The pending batch if its oldest item has waited ``max_wait_s``, else None."""
-        if self._items and self.seconds_until_due() <= 0:
+        wait = self.seconds_until_due()
+        if self._items and wait is not None and wait <= 0:
             return self._take()
         return None
 

@@ -12,7 +12,9 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from fer_stream.inference.engine import Backend
 from fer_stream.messages import FaceRequest, FaceResult, ModelStatus
 from fer_stream.queues import BoundedQueue
 
@@ -27,7 +29,7 @@ class InferenceSpec:
     """Everything the worker needs, resolved by the supervisor from the config."""
 
     model_path: Path | None
-    backend: str
+    backend: Backend
     num_threads: int | None
     max_batch_size: int
     max_wait_ms: float
@@ -38,7 +40,7 @@ def main(
     spec: InferenceSpec,
     requests: BoundedQueue[FaceRequest],
     results: dict[str, BoundedQueue[FaceResult]],
-    status: BoundedQueue[ModelStatus],
+    status: BoundedQueue[Any],
     parent_pid: int,
     heartbeat,
 ) -> None:
@@ -89,7 +91,7 @@ def classify(classifier, batch: list[FaceRequest], results: dict[str, BoundedQue
     INFERENCE_BATCH_SIZE.observe(len(batch))
     INFERENCE_FACES.inc(len(batch))
     now = time.monotonic()
-    for request, probs in zip(batch, probabilities):
+    for request, probs in zip(batch, probabilities, strict=True):
         queue = results.get(request.camera)
         if queue is None:
             log.warning("result for unknown camera %r dropped", request.camera)

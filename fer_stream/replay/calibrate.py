@@ -179,7 +179,7 @@ def plot_tradeoff(outcomes: list[Outcome], picks: dict[str, Outcome], budget: fl
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(picks), figsize=(6 * len(picks), 4.5), squeeze=False)
-    for ax, (emotion, pick) in zip(axes[0], picks.items()):
+    for ax, (emotion, pick) in zip(axes[0], picks.items(), strict=True):
         for half_life in HALF_LIVES:
             for min_duration in MIN_DURATIONS:
                 curve = sorted((o for o in outcomes if o.emotion == emotion and o.half_life_s == half_life

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fer_stream.alerts.config import AlertRules
 from fer_stream.config.loader import ConfigError, load_config
-from fer_stream.config.models import (CameraConfig, CameraSettings, DetectorSettings, FaceQualitySettings,
-                                      TrackingSettings)
+from fer_stream.config.models import CameraConfig, CameraSettings, DetectorSettings, FaceQualitySettings, TrackingSettings
+from fer_stream.inference.engine import Backend
 
 
 class SetupError(ValueError):
@@ -21,7 +21,7 @@ class ReplaySetup:
     settings: CameraSettings
     fps: float
     model: Path | None
-    backend: str
+    backend: Backend
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

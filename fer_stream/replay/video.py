@@ -118,7 +118,7 @@ def replay_video(video: Path, pipeline: FacePipeline, classify: Classify, *, fps
         probabilities, alerts = pipeline.classify(faces, classify)
         trace.events += [
             Observation(t=t, track_id=crop.track_id, box=crop.box, frame_size=pipeline.frame_size, probabilities=p)
-            for crop, p in zip(faces.crops, probabilities)
+            for crop, p in zip(faces.crops, probabilities, strict=True)
         ]
         trace.alerts += [TimedAlert(t=t, alert=alert) for alert in alerts]
     trace.duration_s = t + 1.0 / fps

@@ -18,9 +18,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fer_stream.alerts.message import Alert, utc_from_epoch
 from fer_stream.camera.worker import CameraQueues, CameraSpec
@@ -32,6 +32,10 @@ from fer_stream.supervisor.metrics_dir import LOCK as METRICS_LOCK
 from fer_stream.supervisor.metrics_dir import forget_dead_process
 from fer_stream.supervisor.restarts import RestartPolicy
 from fer_stream.supervisor.state import DaemonState
+
+if TYPE_CHECKING:
+    from fer_stream.alerts.publisher import AlertPublisher
+    from fer_stream.http.server import DaemonHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +92,9 @@ class Daemon:
         self.view_wanted = self.ctx.Event()
         inference = config.inference
         self.requests: BoundedQueue = BoundedQueue(self.ctx, "requests", inference.request_queue_size)
-        self.results = {c: BoundedQueue(self.ctx, f"results-{c}", inference.result_queue_size) for c in self.cameras}
+        self.results: dict[str, BoundedQueue] = {
+            c: BoundedQueue(self.ctx, f"results-{c}", inference.result_queue_size) for c in self.cameras
+        }
         self.alerts: BoundedQueue = BoundedQueue(self.ctx, "alerts", ALERTS_QUEUE_SIZE)
         self.status: BoundedQueue = BoundedQueue(self.ctx, "status", STATUS_QUEUE_SIZE)
         self.views: BoundedQueue = BoundedQueue(self.ctx, "views", max(4, 2 * len(self.cameras)))
@@ -97,8 +103,8 @@ class Daemon:
         self.open_episodes: dict[str, dict[tuple[int, str], Alert]] = {c: {} for c in self.cameras}
         #: camera -> emotion -> epoch second: cooldowns a restarted camera worker inherits.
         self.camera_cooldowns: dict[str, dict[str, float]] = {c: {} for c in self.cameras}
-        self.http = None
-        self.publisher = None
+        self.http: DaemonHTTPServer | None = None
+        self.publisher: AlertPublisher | None = None
         self._stopping = False
 
     # --- start ---------------------------------------------------------------
@@ -109,11 +115,11 @@ class Daemon:
         from fer_stream.http.server import start_http_server
 
         if self.config.alerts.enabled:
-            self.publisher = AlertPublisher(
+            publisher = self.publisher = AlertPublisher(
                 self.config.redis, self.config.alerts, self.config.alerts.journal_path(self.config_path)
             )
-            self.publisher.check_connection()  # bad credentials or TLS stop the start; a Redis merely away does not
-            self.publisher.start()
+            publisher.check_connection()  # bad credentials or TLS stop the start; a Redis merely away does not
+            publisher.start()
         self.http = start_http_server(
             self.config.http.host, self.config.http.port, self.state, self.metrics_dir, METRICS_LOCK
         )
@@ -129,6 +135,7 @@ class Daemon:
         """Let the model load before cameras compete for the CPU (cameras start anyway after ``timeout``)."""
         deadline = time.monotonic() + timeout
         inference = self.children[INFERENCE].process
+        assert inference is not None
         while self.state.model is None and inference.is_alive() and time.monotonic() < deadline and not stop.is_set():
             self.status.wait(TICK_S)
             self._pump()
@@ -295,7 +302,8 @@ class Daemon:
             return
         process.join()
         code = process.exitcode
-        forget_dead_process(self.metrics_dir, process.pid)
+        if process.pid is not None:
+            forget_dead_process(self.metrics_dir, process.pid)
         self.state.set_pid(child.name, None)
         child.on_death()
         if code == 0 and child.name != INFERENCE:
