@@ -131,8 +131,8 @@ EnterScore = Annotated[float, Field(gt=0, le=1)]
 GENERIC_ENTER = 0.4
 GENERIC_RELEASE = 0.25
 #: Chosen by ``fer-stream calibrate`` on ../shared/data/realworld/clips (docs/alerts.md#defaults).
-DEFAULT_ENTER = {"angry": 0.425, "fear": 0.25}
-DEFAULT_RELEASE = {"angry": 0.266, "fear": 0.156}
+DEFAULT_ENTER = {"angry": 0.525, "fear": 0.35}
+DEFAULT_RELEASE = {"angry": 0.328, "fear": 0.219}
 ReleaseScore = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -161,7 +161,7 @@ class AlertRules(BaseModel):
         default_factory=lambda: ["angry", "fear"], description="emotions that raise alerts (names from the model's labels)"
     )
     smoothing_half_life_s: float = Field(
-        1.0, gt=0, description="half-life of the exponential moving average of each class, in seconds of frame time"
+        0.5, gt=0, description="half-life of the exponential moving average of each class, in seconds of frame time"
     )
     enter_threshold: EnterScore | dict[str, EnterScore] = Field(
         default_factory=lambda: dict(DEFAULT_ENTER),
@@ -173,7 +173,7 @@ class AlertRules(BaseModel):
         description=f"smoothed probability below which an episode ends: one number, or one per emotion "
         f"({GENERIC_RELEASE} for an emotion the map leaves out)",
     )
-    min_duration_s: float = Field(1.0, ge=0, description="the smoothed score must stay >= enter_threshold this long")
+    min_duration_s: float = Field(0.5, ge=0, description="the smoothed score must stay >= enter_threshold this long")
     min_observations: int = Field(5, ge=1, description="classifications needed above enter_threshold before a start")
     cooldown_s: float = Field(60.0, ge=0, description="after an episode, no new start for the same camera, track, emotion")
 
