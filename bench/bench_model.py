@@ -57,7 +57,11 @@ def our_models(model: Path, threads: int) -> list[Subject]:
             continue
         classifier = load_classifier(path, backend="litert", num_threads=threads)
         s = classifier.input_size
-        subjects.append(Subject(f"fer-stream {card.model_id} {kind}", path, (s, s, 3), classifier.predict))
+        subjects.append(Subject(f"fer-stream {card.model_id} {kind}, one model call", path, (s, s, 3),
+                                classifier.predict_uncalibrated))
+        if classifier.card.calibration is not None:  # what the daemon runs: calibrated, mirror-averaged when the card says so
+            views = "face + mirror, calibrated" if classifier.card.calibration.flip_average else "calibrated"
+            subjects.append(Subject(f"fer-stream {card.model_id} {kind}, {views}", path, (s, s, 3), classifier.predict))
     return subjects
 
 
