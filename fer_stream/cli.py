@@ -7,6 +7,8 @@ import importlib
 import logging
 import sys
 
+import fer_stream
+
 #: subcommand -> (module, help). Each module has ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS = {
     "run": ("fer_stream.supervisor.command", "run the daemon on a camera YAML"),
@@ -20,8 +22,13 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fer-stream", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="fer-stream",
+        description="Multi-camera facial-expression stream processor: cameras -> faces -> expressions -> alerts on Redis, "
+        "metrics for Prometheus. Start with `fer-stream demo`, then `fer-stream check-config YOUR.yaml`.",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {fer_stream.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)

@@ -13,12 +13,22 @@ Linux host: latencies are measured with it). Other ``at`` fields are monotonic.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 import numpy as np
 
 
-@dataclass(frozen=True, slots=True)
+class SourceState(enum.StrEnum):
+    """Where a camera's stream is (``CameraStatus.state``)."""
+
+    STARTING = "starting"
+    UP = "up"
+    DOWN = "down"
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FaceRequest:
     """A tracked face waiting for classification (camera -> inference)."""
 
@@ -30,7 +40,7 @@ class FaceRequest:
     face: np.ndarray
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FaceResult:
     """Class probabilities for one FaceRequest (inference -> that camera)."""
 
@@ -43,7 +53,7 @@ class FaceResult:
     classified_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrackView:
     """What the live view and the demo summary show for one tracked face."""
 
@@ -54,12 +64,12 @@ class TrackView:
     alerting: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CameraStatus:
     """A camera's periodic heartbeat to the supervisor (camera -> supervisor)."""
 
     camera: str
-    state: str
+    state: SourceState
     up: bool
     at: float
     processed_fps: float
@@ -67,7 +77,7 @@ class CameraStatus:
     reason: str = ""  # why the source is in its state (never holds a password)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelStatus:
     """Sent once the inference worker has loaded and warmed its model."""
 
@@ -78,7 +88,7 @@ class ModelStatus:
     pid: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CameraView:
     """A downscaled annotated JPEG for the live view (camera -> supervisor)."""
 

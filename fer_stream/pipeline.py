@@ -139,7 +139,8 @@ class FacePipeline:
 
     def views(self) -> tuple[TrackView, ...]:
         return tuple(
-            TrackView(tid, s.box, s.emotion, s.score, bool(s.alerting)) for tid, s in sorted(self.tracks.items())
+            TrackView(track_id=tid, box=s.box, emotion=s.emotion, score=s.score, alerting=bool(s.alerting))
+            for tid, s in sorted(self.tracks.items())
         )
 
 

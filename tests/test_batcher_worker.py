@@ -53,7 +53,7 @@ def test_worker_batches_across_cameras_and_routes_results(model_path: Path | Non
         for i in range(12):
             camera = CAMERAS[i % 3]
             face = rng.integers(0, 255, (size, size), dtype=np.uint8)
-            requests.put(FaceRequest(camera, track_id=i, frame_id=100 + i, captured_at=time.time(),
+            requests.put(FaceRequest(camera=camera, track_id=i, frame_id=100 + i, captured_at=time.time(),
                                      captured_monotonic=time.monotonic(), face=face))
             sent.append((camera, i))
         got: dict[str, list[FaceResult]] = {c: _take(results[c], 4, timeout=60) for c in CAMERAS}

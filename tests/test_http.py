@@ -11,9 +11,9 @@ import urllib.request
 import numpy as np
 import pytest
 
+from fer_stream.daemon_state import STATUS_STALE_S, DaemonState
 from fer_stream.http.server import start_http_server
-from fer_stream.messages import CameraStatus, CameraView, ModelStatus, TrackView
-from fer_stream.supervisor.state import STATUS_STALE_S, DaemonState
+from fer_stream.messages import CameraStatus, CameraView, ModelStatus, SourceState, TrackView
 
 
 def get(url: str) -> tuple[int, str, bytes]:
@@ -40,16 +40,17 @@ def test_readyz_needs_the_model_and_a_live_camera(served) -> None:
     assert (code, ctype) == (503, "application/json")
     assert "model not loaded" in json.loads(body)["reason"]
 
-    state.set_model(ModelStatus("fer-mobilenet", "1", "litert", ("angry", "happy"), 123))
+    state.set_model(ModelStatus(model_id="fer-mobilenet", version="1", backend="litert", labels=("angry", "happy"), pid=123))
     code, _, body = get(url + "/readyz")
     assert code == 503 and json.loads(body)["reason"] == "no camera is up"
 
-    state.update_status(CameraStatus("door", "up", True, time.monotonic(), 10.0))
+    state.update_status(CameraStatus(camera="door", state=SourceState.UP, up=True, at=time.monotonic(), processed_fps=10.0))
     code, _, body = get(url + "/readyz")
     assert code == 200 and "door" in json.loads(body)["reason"]
 
     # A heartbeat that stopped coming does not keep the camera "up".
-    state.update_status(CameraStatus("door", "up", True, time.monotonic() - STATUS_STALE_S - 1, 10.0))
+    state.update_status(CameraStatus(camera="door", state=SourceState.UP, up=True, at=time.monotonic() - STATUS_STALE_S - 1,
+                                     processed_fps=10.0))
     assert get(url + "/readyz")[0] == 503
 
 
@@ -65,11 +66,13 @@ def test_status_and_live_view(served) -> None:
     import cv2
 
     jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
-    state.update_view(CameraView("lobby", time.monotonic(), jpeg))
+    state.update_view(CameraView(camera="lobby", at=time.monotonic(), jpeg=jpeg))
     assert get(url + "/cameras/lobby.jpg") == (200, "image/jpeg", jpeg)
     assert get(url + "/cameras/nope.jpg")[0] == 404
 
-    state.update_status(CameraStatus("lobby", "up", True, time.monotonic(), 9.5, (TrackView(3, (1, 2, 3, 4), "angry", 0.9, True),)))
+    track = TrackView(track_id=3, box=(1, 2, 3, 4), emotion="angry", score=0.9, alerting=True)
+    state.update_status(CameraStatus(camera="lobby", state=SourceState.UP, up=True, at=time.monotonic(), processed_fps=9.5,
+                                     tracks=(track,)))
     status = json.loads(get(url + "/status")[2])
     expected = {"track_id": 3, "box": [1, 2, 3, 4], "emotion": "angry", "score": 0.9, "alerting": True}
     assert status["cameras"]["lobby"]["tracks"][0] == expected

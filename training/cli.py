@@ -1,4 +1,4 @@
-"""``fer-train``: train, evaluate, export and try the expression model."""
+"""``fer-train``: train, evaluate, calibrate and export the expression model."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import logging
 import os
 import subprocess
 import sys
+
+import fer_stream
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -106,27 +108,30 @@ def build_parser() -> argparse.ArgumentParser:
     from training.presets import AUGMENTATIONS, PRESETS, TeacherViews
 
     parser = argparse.ArgumentParser(prog="fer-train", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {fer_stream.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a preset on a directory of label folders")
     t.add_argument("--data", required=True, help="training directory, one folder per label")
     t.add_argument("--val", help="validation directory (else a stratified split of --data, made before oversampling)")
     t.add_argument("--out", required=True, help="output directory (re-running resumes an interrupted run)")
-    t.add_argument("--preset", choices=sorted(PRESETS), default="default")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--alpha", type=float)
-    t.add_argument("--input-size", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--architecture", choices=["mobilenet", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large"])
+    t.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="the recipe (training/presets.py); the flags below override its fields")
+    t.add_argument("--epochs", type=int, help="epochs to train (the preset's by default)")
+    t.add_argument("--alpha", type=float, help="MobileNet width multiplier")
+    t.add_argument("--input-size", type=int, help="side of the square model input, pixels")
+    t.add_argument("--batch-size", type=int, help="faces per optimiser step")
+    t.add_argument("--architecture", choices=["mobilenet", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large"],
+                   help="the network family")
     t.add_argument("--imagenet-weights", help="path to ImageNet no-top weights (.h5) for presets that use them")
     t.add_argument("--if-no-imagenet", choices=["stop", "scratch"], default="stop",
                    help="what to do when a preset wants ImageNet weights and none can be had")
     t.add_argument("--limit-per-class", type=int, help="use at most N images a class (smoke runs)")
-    t.add_argument("--seed", type=int, default=1337)
+    t.add_argument("--seed", type=int, default=1337, help="seed of the split, shuffling, augmentation and weights")
     t.add_argument("--workers", type=int, default=4, help="threads that prepare batches")
     t.add_argument("--learning-rate", type=float, help="peak learning rate")
-    t.add_argument("--warmup-epochs", type=int)
+    t.add_argument("--warmup-epochs", type=int, help="epochs of linear learning-rate warm-up")
     t.add_argument("--average-last", type=int, metavar="N",
                    help="average the weights of the last N epochs (kept only if validation accuracy does not drop)")
     t.add_argument("--init-weights", help="start from these weights (e.g. an earlier run's best.weights.h5) to fine-tune")
@@ -151,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--backend", choices=["auto", "litert", "tensorflow"], default="auto",
                    help="auto: the file's own format (.keras -> tensorflow, .tflite -> litert)")
     e.add_argument("--tta-flip", action="store_true", help="average each face with its mirror image")
-    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--batch-size", type=int, default=64, help="faces per model call")
     e.set_defaults(func=_evaluate)
 
     c = sub.add_parser("calibrate", help="fit score calibration (temperature, class bias) into exported models' cards")

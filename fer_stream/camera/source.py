@@ -15,7 +15,6 @@ Sources may carry credentials: only :func:`redact_url` forms reach the logs.
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import threading
@@ -28,6 +27,7 @@ import numpy as np
 from fer_stream.camera.backoff import Backoff
 from fer_stream.camera.diagnosis import diagnose
 from fer_stream.config.models import CameraConfig
+from fer_stream.messages import SourceState
 from fer_stream.metrics import (
     CAMERA_RECONNECTS,
     CAMERA_STALLS,
@@ -46,13 +46,6 @@ _OPEN_LOCK = threading.Lock()
 FALLBACK_FILE_FPS = 25.0
 #: A paced file that fell this far behind restarts its schedule instead of bursting to catch up.
 MAX_PACING_LAG_S = 1.0
-
-
-class SourceState(enum.StrEnum):
-    STARTING = "starting"
-    UP = "up"
-    DOWN = "down"
-    FINISHED = "finished"
 
 
 @dataclass(frozen=True, slots=True)

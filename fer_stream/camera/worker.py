@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from fer_stream.camera.source import SourceState
+from fer_stream.alerts.message import Alert
 from fer_stream.config.models import CameraSettings
 from fer_stream.faces import draw_annotations
 from fer_stream.faces.quality import QualityProblem
-from fer_stream.messages import CameraStatus, CameraView, FaceRequest, FaceResult
+from fer_stream.messages import CameraStatus, CameraView, FaceRequest, FaceResult, SourceState
 from fer_stream.queues import BoundedQueue
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class CameraQueues:
 
     requests: BoundedQueue[FaceRequest]
     results: BoundedQueue[FaceResult]
-    alerts: BoundedQueue
+    alerts: BoundedQueue[Alert]
     status: BoundedQueue[CameraStatus]
     views: BoundedQueue[CameraView]
 
@@ -72,7 +72,7 @@ class CameraQueues:
 
 def main(spec: CameraSpec, queues: CameraQueues, view_wanted, parent_pid: int, heartbeat) -> None:
     """Process entry point (spawned by the supervisor); ``heartbeat`` (shared double) gets the time of each step."""
-    from fer_stream.supervisor.child import parent_alive, start_child
+    from fer_stream.process import parent_alive, start_child
 
     stop = start_child(f"camera {spec.name}", spec.log_level)
     # One process per camera already spreads cameras over the cores; OpenCV's own
@@ -177,7 +177,8 @@ class CameraLoop:
             self.m_gated[problem].inc()
         for crop in faces.crops:
             self.queues.requests.put(
-                FaceRequest(self.name, crop.track_id, frame.frame_id, frame.captured_at, frame.captured_monotonic, crop.face)
+                FaceRequest(camera=self.name, track_id=crop.track_id, frame_id=frame.frame_id, captured_at=frame.captured_at,
+                            captured_monotonic=frame.captured_monotonic, face=crop.face)
             )
         for alert in faces.alerts:
             self.queues.alerts.put(alert)
@@ -197,8 +198,8 @@ class CameraLoop:
         self._processed_times = [t for t in self._processed_times if now - t <= 5.0]
         fps = len(self._processed_times) / 5.0
         self.queues.status.put(
-            CameraStatus(self.name, str(self.source.state), self.source.state is SourceState.UP, now, fps,
-                         self.pipeline.views(), self.source.reason)
+            CameraStatus(camera=self.name, state=self.source.state, up=self.source.state is SourceState.UP, at=now,
+                         processed_fps=fps, tracks=self.pipeline.views(), reason=self.source.reason)
         )
         self._last_status = now
 
@@ -215,5 +216,5 @@ class CameraLoop:
             annotated = cv2.resize(annotated, (VIEW_WIDTH, round(annotated.shape[0] * scale)), interpolation=cv2.INTER_AREA)
         ok, jpeg = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if ok:
-            self.queues.views.put(CameraView(self.name, now, jpeg.tobytes()))
+            self.queues.views.put(CameraView(camera=self.name, at=now, jpeg=jpeg.tobytes()))
         self._last_view = now

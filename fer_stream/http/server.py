@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from fer_stream.daemon_state import DaemonState
 from fer_stream.http import page
-from fer_stream.supervisor.state import DaemonState
 
 log = logging.getLogger(__name__)
 

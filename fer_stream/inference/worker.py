@@ -12,7 +12,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fer_stream.inference.engine import Backend
 from fer_stream.messages import FaceRequest, FaceResult, ModelStatus
@@ -40,15 +39,16 @@ def main(
     spec: InferenceSpec,
     requests: BoundedQueue[FaceRequest],
     results: dict[str, BoundedQueue[FaceResult]],
-    status: BoundedQueue[Any],
+    ready: BoundedQueue[ModelStatus],
     parent_pid: int,
     heartbeat,
 ) -> None:
     """Process entry point (spawned by the supervisor); ``heartbeat`` (shared double) gets the time of each loop."""
-    from fer_stream.supervisor.child import parent_alive, start_child
+    from fer_stream.process import parent_alive, start_child
 
     stop = start_child("inference", spec.log_level)
-    for q in (*results.values(), status):
+    ready.detach_on_exit()
+    for q in results.values():
         q.detach_on_exit()
 
     from fer_stream.inference.batcher import Batcher
@@ -60,7 +60,8 @@ def main(
     classifier.warmup(spec.max_batch_size)
     MODEL_LOADED.set(1)
     card = classifier.card
-    status.put(ModelStatus(card.model_id, card.version, classifier.backend, tuple(classifier.labels), os.getpid()))
+    ready.put(ModelStatus(model_id=card.model_id, version=card.version, backend=classifier.backend,
+                          labels=tuple(classifier.labels), pid=os.getpid()))
     log.info("ready: %r, batches of up to %d faces or %.1f ms", classifier, spec.max_batch_size, spec.max_wait_ms)
 
     batcher: Batcher[FaceRequest] = Batcher(spec.max_batch_size, spec.max_wait_ms / 1000.0)
@@ -97,5 +98,7 @@ def classify(classifier, batch: list[FaceRequest], results: dict[str, BoundedQue
             log.warning("result for unknown camera %r dropped", request.camera)
             continue
         queue.put(
-            FaceResult(request.camera, request.track_id, request.frame_id, request.captured_at, request.captured_monotonic, probs, now)
+            FaceResult(camera=request.camera, track_id=request.track_id, frame_id=request.frame_id,
+                       captured_at=request.captured_at, captured_monotonic=request.captured_monotonic,
+                       probabilities=probs, classified_at=now)
         )

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 from fer_stream.alerts.message import Alert, utc_from_epoch
 from fer_stream.camera.worker import CameraQueues, CameraSpec
 from fer_stream.config.models import FerStreamConfig
+from fer_stream.daemon_state import DaemonState
 from fer_stream.inference.worker import InferenceSpec
-from fer_stream.messages import CameraStatus, CameraView, ModelStatus
+from fer_stream.messages import CameraStatus, ModelStatus
 from fer_stream.queues import BoundedQueue
 from fer_stream.supervisor.metrics_dir import LOCK as METRICS_LOCK
 from fer_stream.supervisor.metrics_dir import forget_dead_process
 from fer_stream.supervisor.restarts import RestartPolicy
-from fer_stream.supervisor.state import DaemonState
 
 if TYPE_CHECKING:
     from fer_stream.alerts.publisher import AlertPublisher
@@ -96,7 +96,8 @@ class Daemon:
             c: BoundedQueue(self.ctx, f"results-{c}", inference.result_queue_size) for c in self.cameras
         }
         self.alerts: BoundedQueue = BoundedQueue(self.ctx, "alerts", ALERTS_QUEUE_SIZE)
-        self.status: BoundedQueue = BoundedQueue(self.ctx, "status", STATUS_QUEUE_SIZE)
+        self.status: BoundedQueue[CameraStatus] = BoundedQueue(self.ctx, "status", STATUS_QUEUE_SIZE)
+        self.ready: BoundedQueue[ModelStatus] = BoundedQueue(self.ctx, "ready", 4)
         self.views: BoundedQueue = BoundedQueue(self.ctx, "views", max(4, 2 * len(self.cameras)))
         self.children: dict[str, Child] = {}
         #: camera -> (track, emotion) -> its start: what to end if the camera worker dies mid-episode.
@@ -137,7 +138,7 @@ class Daemon:
         inference = self.children[INFERENCE].process
         assert inference is not None
         while self.state.model is None and inference.is_alive() and time.monotonic() < deadline and not stop.is_set():
-            self.status.wait(TICK_S)
+            self.ready.wait(TICK_S)
             self._pump()
         if self.state.model is None and not stop.is_set():
             log.warning("the model is not loaded yet; starting the cameras anyway")
@@ -171,7 +172,7 @@ class Daemon:
             inference.max_wait_ms, self.log_level,
         )
         return self.ctx.Process(
-            target=worker.main, args=(spec, self.requests, self.results, self.status, os.getpid(), heartbeat),
+            target=worker.main, args=(spec, self.requests, self.results, self.ready, os.getpid(), heartbeat),
             name=INFERENCE, daemon=False,
         )
 
@@ -200,7 +201,7 @@ class Daemon:
     def _inference_died(self) -> None:
         self.state.set_model(None)
         self._repair(self.requests, reader=True, writer=False)
-        for q in (*self.results.values(), self.status):
+        for q in (*self.results.values(), self.ready):
             self._repair(q, reader=True, writer=True)
 
     def _camera_died_hook(self, name: str) -> Callable[[], None]:
@@ -260,7 +261,7 @@ class Daemon:
 
     def tick(self) -> None:
         sentinels = [c.process.sentinel for c in self.children.values() if c.process is not None and c.restart_at is None]
-        readers = [q._queue._reader for q in (self.status, self.alerts, self.views)]  # type: ignore[attr-defined]
+        readers = [q._queue._reader for q in (self.status, self.ready, self.alerts, self.views)]  # type: ignore[attr-defined]
         multiprocessing.connection.wait(sentinels + readers, timeout=TICK_S)
         self._pump()
         now = time.monotonic()
@@ -272,16 +273,14 @@ class Daemon:
             self.view_wanted.clear()
 
     def _pump(self) -> None:
-        for message in self.status.drain(STATUS_QUEUE_SIZE):
-            if isinstance(message, CameraStatus):
-                self.state.update_status(message)
-            elif isinstance(message, ModelStatus):
-                inference = self.children.get(INFERENCE)
-                if inference and inference.process and inference.process.pid == message.pid:
-                    self.state.set_model(message)
+        for status in self.status.drain(STATUS_QUEUE_SIZE):
+            self.state.update_status(status)
+        for model in self.ready.drain(4):
+            inference = self.children.get(INFERENCE)
+            if inference and inference.process and inference.process.pid == model.pid:
+                self.state.set_model(model)
         for view in self.views.drain(64):
-            if isinstance(view, CameraView):
-                self.state.update_view(view)
+            self.state.update_view(view)
         for alert in self.alerts.drain(ALERTS_QUEUE_SIZE):
             self._forward(alert)
 
@@ -353,7 +352,7 @@ class Daemon:
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
-        for q in (self.requests, *self.results.values(), self.alerts, self.status, self.views):
+        for q in (self.requests, *self.results.values(), self.alerts, self.status, self.ready, self.views):
             q.close()
 
     def _pump_alerts_only(self) -> None:
