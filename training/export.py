@@ -10,7 +10,6 @@ fed through the shared preprocessing, never on validation images.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -27,6 +26,7 @@ from fer_stream.model_card import ModelCard, TrainingData, ValidationMetrics, fi
 from fer_stream.preprocessing import to_model_input
 from training.dataset import load_faces, scan_label_folders
 from training.presets import Preset
+from training.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,12 @@ class Run:
     """What ``fer-train train`` left in its output directory."""
 
     path: Path
-    info: dict
-    preset: Preset
+    record: RunRecord
     model_file: Path
+
+    @property
+    def preset(self) -> Preset:
+        return self.record.preset
 
     @classmethod
     def open(cls, path: str | Path) -> Run:
@@ -53,11 +56,11 @@ class Run:
         run_json = path / "run.json"
         if not run_json.is_file():
             raise ExportError(f"{run_json}: not found. --run must be the --out directory of a finished 'fer-train train'.")
-        info = json.loads(run_json.read_text())
-        model_file = path / f"{info['model_id']}.keras"
+        record = RunRecord.read(run_json)
+        model_file = path / f"{record.model_id}.keras"
         if not model_file.is_file():
             raise ExportError(f"{model_file}: missing from the run. Re-run 'fer-train train' with the same --out to finish it.")
-        return cls(path, info, Preset.model_validate(info["preset"]), model_file)
+        return cls(path, record, model_file)
 
 
 def library_versions() -> dict[str, str]:
@@ -81,7 +84,7 @@ def load_keras_model(run: Run):
                     run.model_file, exc, run.preset.model_id)
         from training.model import build_classifier
 
-        model = build_classifier(run.preset, len(run.info["labels"]))
+        model = build_classifier(run.preset, len(run.record.labels))
         with tempfile.TemporaryDirectory() as tmp:
             shutil.unpack_archive(run.model_file, tmp, format="zip")
             model.load_weights(Path(tmp) / "model.weights.h5")
@@ -140,18 +143,18 @@ def export(run_dir: str | Path, out: str | Path, *, val_dir: str | Path | None =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_keras_model(run)
-    labels = list(run.info["labels"])
+    labels = list(run.record.labels)
     model_id, size = run.preset.model_id, run.preset.input_size
-    train_data = run.info["train_data"]
+    train_data = run.record.train_data
     base = dict(
         model_id=model_id,
         version=version or date.today().strftime("%Y.%m.%d"),
         labels=labels,
         input_size=size,
         preset=run.preset.name,
-        imagenet_weights=bool(run.info["imagenet_weights"]),
+        imagenet_weights=run.record.imagenet_weights,
         architecture=f"{run.preset.architecture} alpha={run.preset.alpha} head={run.preset.head} input={size}x{size}x3",
-        training_data=TrainingData(path=train_data["path"], n_files=train_data["n_files"], fingerprint=train_data["fingerprint"]),
+        training_data=TrainingData(path=train_data.path, n_files=train_data.n_files, fingerprint=train_data.fingerprint),
         library_versions=library_versions(),
     )
     written: list[Path] = []
@@ -162,7 +165,7 @@ def export(run_dir: str | Path, out: str | Path, *, val_dir: str | Path | None =
         else:
             calibration = None
             if fmt == "int8":
-                calibration = calibration_batches(calib_dir or train_data["path"], labels, size, run.info.get("seed", 0))
+                calibration = calibration_batches(calib_dir or train_data.path, labels, size, run.record.seed)
             target = out / (f"{model_id}.int8.tflite" if fmt == "int8" else f"{model_id}.tflite")
             target.write_bytes(convert(model, fmt, calibration))
         card = ModelCard(file=target.name, format="keras" if fmt == "keras" else "tflite",

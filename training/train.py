@@ -37,6 +37,7 @@ from training.dataset import (
 from training.distill import blend_targets, label_with_teachers
 from training.model import build_classifier
 from training.presets import Augmentation, Preset
+from training.run_record import RunRecord, TrainData
 
 log = logging.getLogger(__name__)
 
@@ -416,31 +417,31 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
     best = max(val_accuracy, default=0.0)
     if averaging and averaging["applied"]:
         best = max(best, averaging["val_accuracy_after"])
-    run = {
-        "preset": preset.model_dump(),
-        "model_id": preset.model_id,
-        "labels": list(labels),
-        "train_data": {"path": str(data_dir), "n_files": len(files.paths), "fingerprint": files.fingerprint(),
-                       "n_used": int(len(faces)), "unreadable": data.unreadable},
-        "validation_data": val_source,
-        "validation_duplicates_in_train": data.val_duplicates_in_train,
-        "imagenet_weights": weights is not None,
-        "best_val_accuracy": best,
-        "batchnorm_recalibration": recalibration,
-        "weight_averaging": averaging,
-        "wall_seconds": wall,
-        "epochs_done": len(val_accuracy),
-        "completed": not (budget and budget.stopped_early),
-        "keras_backend": keras.backend.backend(),
-        "seed": seed,
-        "init_weights": str(init_weights) if init_weights else None,
-        "distillation": distillation,
-    }
-    (out / "run.json").write_text(json.dumps(run, indent=1))
+    run = RunRecord(
+        preset=preset,
+        model_id=preset.model_id,
+        labels=list(labels),
+        train_data=TrainData(path=str(data_dir), n_files=len(files.paths), fingerprint=files.fingerprint(),
+                             n_used=int(len(faces)), unreadable=data.unreadable),
+        validation_data=val_source,
+        validation_duplicates_in_train=data.val_duplicates_in_train,
+        imagenet_weights=weights is not None,
+        best_val_accuracy=best,
+        batchnorm_recalibration=recalibration,
+        weight_averaging=averaging,
+        wall_seconds=wall,
+        epochs_done=len(val_accuracy),
+        completed=not (budget and budget.stopped_early),
+        keras_backend=keras.backend.backend(),
+        seed=seed,
+        init_weights=str(init_weights) if init_weights else None,
+        distillation=distillation,
+    )
+    run.write(out / "run.json")
     try:
         from training.reports import plot_history
 
         plot_history(out / "history.csv", out / "training_curves.png")
     except ImportError:  # reports need matplotlib, absent on a bare GPU box
         log.warning("matplotlib missing: training_curves.png not written")
-    return TrainResult(model_path, best, wall, weights is not None, run["completed"])
+    return TrainResult(model_path, best, wall, weights is not None, run.completed)
