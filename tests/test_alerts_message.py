@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from fer_stream.alerts.config import AlertRules, AlertRulesOverride, AlertsConfig, RedisConfig
+from fer_stream.alerts.config import AlertRules, AlertsConfig, RedisConfig
 from fer_stream.alerts.message import Alert, json_schema
 from fer_stream.alerts.rules import AlertTracker
+from fer_stream.config.models import AlertRulesOverride, _merged
 from fer_stream.redaction import redact_url
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
@@ -155,4 +156,4 @@ def test_rules_validation_messages():
 
 def test_override_that_breaks_hysteresis_is_refused_when_merged():
     with pytest.raises(ValidationError, match="must be below enter_threshold"):
-        AlertRules().merged(AlertRulesOverride(enter_threshold=AlertRules().release_for("angry") - 0.05))
+        _merged(AlertRules(), AlertRulesOverride(enter_threshold=AlertRules().release_for("angry") - 0.05))

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from fer_stream.alerts.config import AlertRules, AlertRulesOverride
+from fer_stream.alerts.config import AlertRules
 from fer_stream.alerts.rules import STALE_TRACK_S, AlertTracker
+from fer_stream.config.models import AlertRulesOverride, _merged
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 T0 = 1_790_000_000.0  # a wall-clock epoch, as the camera worker passes
@@ -165,10 +166,10 @@ def test_stale_track_in_an_episode_is_ended():
 
 def test_per_camera_override_changes_only_what_it_names():
     base = AlertRules(cooldown_s=30)
-    merged = base.merged(AlertRulesOverride(watched=["Fear"], enter_threshold=0.7))
+    merged = _merged(base, AlertRulesOverride(watched=["Fear"], enter_threshold=0.7))
     assert merged.watched == ["fear"] and merged.enter_threshold == 0.7
     assert merged.cooldown_s == 30 and merged.release_threshold == base.release_threshold
-    assert base.merged(None) is base
+    assert _merged(base, None) is base
     only_fear = AlertTracker(merged, "door", LABELS, "m", "1")
     assert feed(only_fear, 1, probs(angry=0.9), T0, 5)[0] == []
 

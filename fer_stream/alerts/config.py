@@ -1,4 +1,4 @@
-"""The ``redis:`` and ``alerts:`` sections of the camera YAML, and per-camera ``alert_rules:`` overrides.
+"""The ``redis:`` and ``alerts:`` sections of the camera YAML (a camera's ``alert_rules:`` overrides them, config/models.py).
 
 These models mirror the YAML one to one (unknown keys are refused). Secrets never
 live here: the Redis password is read from the environment variable named by
@@ -205,45 +205,6 @@ class AlertRules(BaseModel):
     def release_for(self, emotion: str) -> float:
         threshold = self.release_threshold
         return threshold.get(emotion, GENERIC_RELEASE) if isinstance(threshold, dict) else threshold
-
-    def merged(self, override: AlertRulesOverride | None) -> AlertRules:
-        """These rules with a camera's overrides applied; the result is validated as a whole."""
-        if override is None:
-            return self
-        return AlertRules.model_validate({**self.model_dump(), **override.model_dump(exclude_unset=True)})
-
-
-class AlertRulesOverride(BaseModel):
-    """A camera's ``alert_rules:``: any subset of :class:`AlertRules`, applied over the global ones."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    watched: list[str] | None = None
-    smoothing_half_life_s: float | None = Field(None, gt=0)
-    enter_threshold: EnterScore | dict[str, EnterScore] | None = None
-    release_threshold: ReleaseScore | dict[str, ReleaseScore] | None = None
-    min_duration_s: float | None = Field(None, ge=0)
-    min_observations: int | None = Field(None, ge=1)
-    cooldown_s: float | None = Field(None, ge=0)
-
-    @field_validator("watched")
-    @classmethod
-    def _watched_names(cls, watched: list[str] | None) -> list[str] | None:
-        return None if watched is None else _normalised_emotions(watched)
-
-    @field_validator("enter_threshold", "release_threshold", mode="before")
-    @classmethod
-    def _emotion_keys(cls, value: Any) -> Any:
-        return _per_emotion(value)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nulls(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            nulls = sorted(key for key, value in data.items() if value is None)
-            if nulls:
-                raise ValueError(f"{', '.join(nulls)}: give a value or leave the key out to use the global rule")
-        return data
 
 
 class AlertsConfig(BaseModel):

@@ -10,14 +10,15 @@ overrides applied, validated again as a whole: :meth:`FerStreamConfig.camera_set
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Optional, Self, TypeAlias, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
 
-from fer_stream.alerts.config import AlertRules, AlertRulesOverride, AlertsConfig, RedisConfig
+from fer_stream.alerts.config import AlertRules, AlertsConfig, RedisConfig
 from fer_stream.redaction import redact_url
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -87,24 +88,6 @@ class DetectorSettings(_Section):
         return self
 
 
-class DetectorOverride(_Section):
-    """A camera's ``detector:``: any subset of :class:`DetectorSettings`."""
-
-    backend: Literal["auto", "yunet", "haar"] | None = None
-    model_path: Path | None = None
-    model_url: str | None = None
-    model_sha256: str | None = None
-    cache_dir: Path | None = None
-    score_threshold: float | None = Field(None, gt=0, le=1)
-    nms_threshold: float | None = Field(None, gt=0, le=1)
-    min_face_size: int | None = Field(None, ge=1)
-
-    @field_validator("model_path", "cache_dir")
-    @classmethod
-    def _anchor(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        return None if path is None else _resolve(path, info)
-
-
 class ModelSettings(_Section):
     """The expression classifier."""
 
@@ -141,12 +124,6 @@ class TrackingSettings(_Section):
     min_hits: int = Field(2, ge=1, description="detections before a track is reported (filters one-frame false faces)")
 
 
-class TrackingOverride(_Section):
-    iou_threshold: float | None = Field(None, gt=0, le=1)
-    max_missed_s: float | None = Field(None, gt=0)
-    min_hits: int | None = Field(None, ge=1)
-
-
 class FaceQualitySettings(_Section):
     """The ``face_quality:`` section: faces that fail are tracked but not classified (fer_stream/faces/quality.py)."""
 
@@ -178,6 +155,46 @@ class HttpSettings(_Section):
     port: int = Field(9101, ge=0, le=65535, description="0 = pick a free port")
 
 
+def _overrides_of(section: type[SectionT]) -> type[BaseModel]:
+    """A camera's override of a global section: the same keys, types, limits and field validators, all optional.
+
+    Generated from the section itself, so the two cannot drift apart; a key given as null is refused (leave
+    it out to keep the global value), and :func:`_merged` is the one rule that applies an override.
+    """
+    fields: dict[str, Any] = {}
+    for name, info in section.model_fields.items():
+        optional = copy.copy(info)
+        optional.default, optional.default_factory = None, None
+        fields[name] = (Optional[info.annotation], optional)  # noqa: UP045 (the annotation is a runtime value)
+    validators = {
+        name: field_validator(*decorator.info.fields, mode=decorator.info.mode)(getattr(decorator.func, "__func__", decorator.func))
+        for name, decorator in section.__pydantic_decorators__.field_validators.items()
+    }
+    validators["_no_nulls"] = model_validator(mode="before")(_refuse_nulls)
+    return create_model(
+        f"{section.__name__}Override", __config__=section.model_config, __validators__=validators,
+        __doc__=f"A camera's override of {section.__name__}: any subset of its keys.", **fields,
+    )
+
+
+def _refuse_nulls(cls: type, data: Any) -> Any:
+    if isinstance(data, dict):
+        nulls = sorted(key for key, value in data.items() if value is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)}: give a value or leave the key out to use the global setting")
+    return data
+
+
+if TYPE_CHECKING:  # generated at run time; to a type checker they are models of some keys
+    DetectorOverride: TypeAlias = BaseModel
+    TrackingOverride: TypeAlias = BaseModel
+    AlertRulesOverride: TypeAlias = BaseModel
+else:
+    DetectorOverride = _overrides_of(DetectorSettings)
+    TrackingOverride = _overrides_of(TrackingSettings)
+    AlertRulesOverride = _overrides_of(AlertRules)
+
+
 class CameraConfig(_Section):
     """One camera. Its ``source`` may carry credentials, so repr/str show it redacted."""
 
@@ -197,9 +214,9 @@ class CameraConfig(_Section):
     stall_timeout_s: float = Field(5.0, gt=0, description="no frame for this long = stream stalled, reconnect")
     reconnect_initial_s: float = Field(0.5, gt=0, description="first reconnect delay; doubles on each failure")
     reconnect_max_s: float = Field(30.0, gt=0, description="reconnect delay cap (jitter is applied below it)")
-    detector: DetectorOverride | None = None
-    tracking: TrackingOverride | None = None
-    alert_rules: AlertRulesOverride | None = None
+    detector: DetectorOverride | None = Field(None, description="any detector key, for this camera only")
+    tracking: TrackingOverride | None = Field(None, description="any tracking key, for this camera only")
+    alert_rules: AlertRulesOverride | None = Field(None, description="any alerts.rules key, for this camera only")
 
     @field_validator("name")
     @classmethod
@@ -326,13 +343,14 @@ class FerStreamConfig(_Section):
             detector=detector,
             tracking=_merged(self.tracking, camera.tracking),
             face_quality=self.face_quality,
-            alert_rules=self.alerts.rules.merged(camera.alert_rules),
+            alert_rules=_merged(self.alerts.rules, camera.alert_rules),
         )
 
 
 def _merged(base: SectionT, override: BaseModel | None) -> SectionT:
+    """The one merge rule: the keys the camera gave replace the global ones, and the result is validated whole."""
     if override is None:
         return base
-    values = {**base.model_dump(), **override.model_dump(exclude_unset=True, exclude_none=True)}
+    values = {**base.model_dump(), **override.model_dump(exclude_unset=True)}
     # Paths in both were already anchored at the YAML's directory; no context needed.
     return type(base).model_validate(values)
