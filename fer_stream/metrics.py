@@ -49,7 +49,10 @@ END_TO_END_SECONDS = Histogram(
 )
 
 # --- queues --------------------------------------------------------------------
-QUEUE_DEPTH = Gauge("fer_queue_depth", "Items waiting in a bounded queue", ["queue"], multiprocess_mode="max")
+QUEUE_DEPTH = Gauge(
+    "fer_queue_depth", "Items waiting in a bounded queue (sampled by the supervisor each tick)", ["queue"],
+    multiprocess_mode="max",
+)
 QUEUE_DROPPED = Counter("fer_queue_dropped_total", "Items dropped because a bounded queue was full (oldest first)", ["queue"])
 
 # --- inference -----------------------------------------------------------------

@@ -43,7 +43,6 @@ class BoundedQueue(Generic[T]):
         for _ in range(_PUT_ATTEMPTS):
             try:
                 self._queue.put_nowait(item)
-                self._record_depth()
                 return True
             except queue_module.Full:
                 # The oldest item may still be in the feeder thread on its way to the pipe: wait briefly.
@@ -69,8 +68,6 @@ class BoundedQueue(Generic[T]):
             if item is None:
                 break
             items.append(item)
-        if items:
-            self._record_depth()
         return items
 
     def wait(self, timeout: float) -> bool:
@@ -83,8 +80,12 @@ class BoundedQueue(Generic[T]):
         except (NotImplementedError, OSError, ValueError):
             return 0
 
-    def _record_depth(self) -> None:
-        QUEUE_DEPTH.labels(queue=self.name).set(self.qsize())
+    def record_depth(self) -> int:
+        """Set ``fer_queue_depth`` to what waits now. One process (the supervisor, which owns every queue) calls
+        it for all of them, so the gauge is never a producer's stale count of a queue drained elsewhere."""
+        depth = self.qsize()
+        QUEUE_DEPTH.labels(queue=self.name).set(depth)
+        return depth
 
     def detach_on_exit(self) -> None:
         """Let this process exit without flushing unsent items (the peer may be gone)."""

@@ -42,7 +42,7 @@ def test_full_queue_drops_oldest_and_counts() -> None:
         assert time.monotonic() - start < 5  # never blocks (generous bound: this is not a timing test)
         settle(q, min(i + 1, 3))
     assert dropped("test-drop") - before == 2
-    assert REGISTRY.get_sample_value("fer_queue_depth", {"queue": "test-drop"}) == 3
+    assert q.record_depth() == 3
     assert take(q, 3) == [2, 3, 4]
     assert q.drain(10) == []
     q.close()
@@ -77,3 +77,20 @@ def test_rejects_zero_size() -> None:
         assert "bad" in str(exc)
     else:
         raise AssertionError("maxsize 0 accepted")
+
+
+def depth(name: str) -> float | None:
+    return REGISTRY.get_sample_value("fer_queue_depth", {"queue": name})
+
+
+def test_depth_is_what_waits_when_sampled_not_what_a_producer_last_saw() -> None:
+    q: BoundedQueue[int] = BoundedQueue(CTX, "t-depth", 8)
+    for i in range(3):
+        q.put(i)
+    settle(q, 3)
+    assert q.record_depth() == 3 and depth("t-depth") == 3
+    assert take(q, 3) == [0, 1, 2]
+    assert q.record_depth() == 0 and depth("t-depth") == 0, "an emptied queue reads 0"
+    q.put(9)
+    settle(q, 1)
+    assert depth("t-depth") == 0, "putting does not set the gauge; the supervisor samples it"

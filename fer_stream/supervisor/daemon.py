@@ -264,6 +264,8 @@ class Daemon:
         readers = [q._queue._reader for q in (self.status, self.ready, self.alerts, self.views)]  # type: ignore[attr-defined]
         multiprocessing.connection.wait(sentinels + readers, timeout=TICK_S)
         self._pump()
+        for q in self.queues():
+            q.record_depth()
         now = time.monotonic()
         for child in self.children.values():
             self._check(child, now)
@@ -271,6 +273,9 @@ class Daemon:
             self.view_wanted.set()
         else:
             self.view_wanted.clear()
+
+    def queues(self) -> tuple[BoundedQueue, ...]:
+        return (self.requests, *self.results.values(), self.alerts, self.status, self.ready, self.views)
 
     def _pump(self) -> None:
         for status in self.status.drain(STATUS_QUEUE_SIZE):
@@ -352,7 +357,7 @@ class Daemon:
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
-        for q in (self.requests, *self.results.values(), self.alerts, self.status, self.ready, self.views):
+        for q in self.queues():
             q.close()
 
     def _pump_alerts_only(self) -> None:
