@@ -27,6 +27,17 @@ FRAMES_SKIPPED = Counter(
     "Decoded frames never processed (newer frame replaced them, or fps sampling)",
     ["camera", "reason"],
 )
+FRAMES_SHED = Counter(
+    "fer_camera_frames_shed_total", "Frames the configured fps asked for but overload control did not sample", ["camera"]
+)
+CAMERA_SAMPLING_FPS = Gauge(
+    "fer_camera_sampling_fps", "Frames a second the camera samples now (its fps, less under overload)", ["camera"],
+    multiprocess_mode="max",
+)
+CAMERA_OVER_CAPACITY = Gauge(
+    "fer_camera_over_capacity", "1 while overload control holds the camera below its configured fps", ["camera"],
+    multiprocess_mode="max",
+)
 FRAMES_CORRUPT = Counter("fer_camera_frames_corrupt_total", "Frames that could not be decoded or were empty", ["camera"])
 CAMERA_UP = Gauge("fer_camera_up", "1 while the camera delivers frames, 0 while down", ["camera"], multiprocess_mode="max")
 CAMERA_RECONNECTS = Counter("fer_camera_reconnects_total", "Attempts to reopen the stream", ["camera"])

@@ -10,6 +10,7 @@ lives here; the inference worker keeps none.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 
 from fer_stream.alerts.message import Alert
+from fer_stream.camera.overload import FpsGovernor
 from fer_stream.config.models import CameraSettings
 from fer_stream.faces import draw_annotations
 from fer_stream.faces.quality import QualityProblem
@@ -31,6 +33,8 @@ STATUS_EVERY_S = 1.0
 VIEW_FPS = 2.0
 VIEW_WIDTH = 480
 JPEG_QUALITY = 70
+#: How much lower than the inference worker's the camera processes' CPU priority is.
+CAMERA_NICENESS = 5
 #: Longest a stopping camera waits for its last alerts (episode ends) to reach the supervisor's pipe.
 ALERT_FLUSH_S = 1.0
 
@@ -48,6 +52,8 @@ class CameraSpec:
     log_level: str = "INFO"
     #: Above every track id an earlier worker of this camera used, so ids are not reused after a restart.
     first_track_id: int = 1
+    #: Faces waiting for the classifier beyond which the camera is behind (overload control).
+    max_backlog: int = 64
     #: emotion -> epoch second: episodes a dead predecessor left open still cool down (AlertTracker).
     camera_cooldowns: dict[str, float] = field(default_factory=dict)
 
@@ -78,6 +84,9 @@ def main(spec: CameraSpec, queues: CameraQueues, view_wanted, parent_pid: int, h
     # One process per camera already spreads cameras over the cores; OpenCV's own
     # thread pool in every camera process would only oversubscribe them.
     cv2.setNumThreads(1)
+    # Below the inference worker: past capacity the classifier still gets the CPU it needs, and the
+    # cameras, which govern their own rate, are the ones that slow down.
+    os.nice(CAMERA_NICENESS)
     for q in queues.outgoing():
         q.detach_on_exit()
     loop = CameraLoop(spec, queues, view_wanted)
@@ -103,7 +112,15 @@ class CameraLoop:
         self.name = spec.name
         self.queues = queues
         self.view_wanted = view_wanted
-        self.period = 1.0 / settings.camera.fps
+        overload = settings.overload
+        self.governor = (
+            FpsGovernor(target_fps=settings.camera.fps, min_fps=overload.min_fps, max_backlog=spec.max_backlog,
+                        max_latency_s=overload.max_latency_s)
+            if overload.enabled else None
+        )  # fmt: skip
+        self._latencies: list[float] = []
+        self._busy_s = 0.0
+        self._governed_at = 0.0
         self.source = FrameSource(settings.camera, start=False)
         self.pipeline = build_pipeline(
             settings,
@@ -134,6 +151,11 @@ class CameraLoop:
         self.m_e2e = metrics.END_TO_END_SECONDS.labels(camera=cam)
         self.m_tracks = metrics.TRACKS_ACTIVE.labels(camera=cam)
         self.m_predictions = {label: metrics.PREDICTIONS.labels(camera=cam, emotion=label) for label in self.spec.labels}
+        self.m_sampling_fps = metrics.CAMERA_SAMPLING_FPS.labels(camera=cam)
+        self.m_sampling_fps.set(self.spec.settings.camera.fps)
+        self.m_over_capacity = metrics.CAMERA_OVER_CAPACITY.labels(camera=cam)
+        self.m_over_capacity.set(0)
+        self.m_shed = metrics.FRAMES_SHED.labels(camera=cam)
         self.m_gated = {problem: metrics.FACES_GATED.labels(camera=cam, reason=problem.value) for problem in QualityProblem}
 
     def start(self) -> None:
@@ -165,6 +187,7 @@ class CameraLoop:
         self._last_frame_id = frame.frame_id
         self._next_due = max(self._next_due + self.period, now - self.period)
         self.process(frame)
+        self._busy_s += time.monotonic() - now
 
     def process(self, frame) -> None:
         started = time.perf_counter()
@@ -189,12 +212,31 @@ class CameraLoop:
         now = time.monotonic()
         for result in self.queues.results.drain(256):
             self.m_e2e.observe(now - result.captured_monotonic)
+            self._latencies.append(now - result.captured_monotonic)
             self.m_classified.inc()
             self.m_predictions[self.spec.labels[int(np.argmax(result.probabilities))]].inc()
             for alert in self.pipeline.observe(result.track_id, result.probabilities, result.captured_at):
                 self.queues.alerts.put(alert)
 
+    @property
+    def period(self) -> float:
+        return 1.0 / (self.governor.fps if self.governor else self.spec.settings.camera.fps)
+
+    def govern(self, now: float) -> None:
+        """One overload-control step: the camera's sampling rate from the classifier's backlog and its latency."""
+        if self.governor is None:
+            return
+        latencies, self._latencies = sorted(self._latencies), []
+        latency = latencies[int(0.9 * (len(latencies) - 1))] if latencies else None
+        busy = self._busy_s / max(now - self._governed_at, 1e-3) if self._governed_at else 0.0
+        self._busy_s, self._governed_at = 0.0, now
+        self.governor.update(now, backlog=self.queues.requests.qsize(), latency_s=latency, busy=busy)
+        self.m_sampling_fps.set(self.governor.fps)
+        self.m_over_capacity.set(1 if self.governor.over_capacity else 0)
+        self.m_shed.inc(self.governor.take_shed_frames())
+
     def send_status(self, now: float) -> None:
+        self.govern(now)
         self._processed_times = [t for t in self._processed_times if now - t <= 5.0]
         fps = len(self._processed_times) / 5.0
         self.queues.status.put(

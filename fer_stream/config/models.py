@@ -137,6 +137,16 @@ class FaceQualitySettings(_Section):
     )
 
 
+class OverloadSettings(_Section):
+    """Past capacity, cameras sample fewer frames instead of dropping detected faces (fer_stream/camera/overload.py)."""
+
+    enabled: bool = True
+    min_fps: float = Field(1.0, gt=0, description="a camera never samples fewer frames a second than this")
+    max_latency_s: float = Field(
+        0.5, gt=0, description="capture-to-result latency above which cameras sample fewer frames"
+    )
+
+
 class WatchdogSettings(_Section):
     """How long a worker may stop making progress before it is reported and restarted."""
 
@@ -281,6 +291,7 @@ class CameraSettings(BaseModel):
     detector: DetectorSettings
     tracking: TrackingSettings
     face_quality: FaceQualitySettings = Field(default_factory=FaceQualitySettings)
+    overload: OverloadSettings = Field(default_factory=OverloadSettings)
     alert_rules: AlertRules
 
 
@@ -294,6 +305,7 @@ class FerStreamConfig(_Section):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     face_quality: FaceQualitySettings = Field(default_factory=FaceQualitySettings)
+    overload: OverloadSettings = Field(default_factory=OverloadSettings)
     watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     redis: RedisConfig = Field(default_factory=RedisConfig)
@@ -343,6 +355,7 @@ class FerStreamConfig(_Section):
             detector=detector,
             tracking=_merged(self.tracking, camera.tracking),
             face_quality=self.face_quality,
+            overload=self.overload,
             alert_rules=_merged(self.alerts.rules, camera.alert_rules),
         )
 

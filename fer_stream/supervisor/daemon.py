@@ -189,6 +189,7 @@ class Daemon:
                 settings, tuple(self.card.labels), self.card.input_size, self.card.model_id, self.card.version,
                 self.config.alerts.enabled, self.log_level,
                 first_track_id=1 + TRACK_IDS_PER_WORKER * next(generation),
+                max_backlog=max(1, self.config.inference.request_queue_size // 4),
                 camera_cooldowns={e: t for e, t in self.camera_cooldowns[name].items() if t > now},
             )  # fmt: skip
             return self.ctx.Process(
