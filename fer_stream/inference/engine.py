@@ -21,13 +21,13 @@ from typing import Literal
 
 import numpy as np
 
-import fer_stream
 from fer_stream.model_card import ModelCard, ModelCardError, card_path_for, load_card
+from fer_stream.resources import shipped
 
 log = logging.getLogger(__name__)
 
-#: Shipped models live beside the package, in the repository's ``models/``.
-MODELS_DIR = Path(fer_stream.__file__).resolve().parents[1] / "models"
+#: Shipped models: the checkout's ``models/``, or an installed wheel's copy (fer_stream/resources.py).
+MODELS_DIR = shipped("models")
 #: One line naming the file in ``models/`` the daemon loads by default.
 DEFAULT_POINTER = "DEFAULT"
 #: Environment variable that overrides the default model path.

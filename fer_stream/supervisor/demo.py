@@ -6,10 +6,10 @@ import argparse
 import time
 from pathlib import Path
 
-import fer_stream
+from fer_stream.resources import shipped
 
 #: The demo config ships in the repository's ``config/`` beside the package.
-DEMO_CONFIG = Path(fer_stream.__file__).resolve().parents[1] / "config" / "demo.yaml"
+DEMO_CONFIG = shipped("config") / "demo.yaml"
 SUMMARY_EVERY_S = 2.0
 
 
