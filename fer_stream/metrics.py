@@ -73,6 +73,10 @@ INFERENCE_FACES = Counter("fer_inference_faces_total", "Faces classified by the 
 MODEL_LOADED = Gauge("fer_model_loaded", "1 once the inference worker has loaded and warmed the model", multiprocess_mode="max")
 
 # --- supervision -----------------------------------------------------------------
+DAEMON_INFO = Gauge(
+    "fer_daemon_info", "1, labelled with the daemon's shard of the cameras (all, or I/N) and version", ["shard", "version"],
+    multiprocess_mode="max",
+)
 WORKER_STALLED = Gauge(
     "fer_worker_stalled", "1 while a worker has made no progress for watchdog.stall_s (it is then restarted)", ["worker"],
     multiprocess_mode="max",

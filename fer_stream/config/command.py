@@ -11,6 +11,7 @@ from fer_stream.config.models import FerStreamConfig
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="FILE", help="camera YAML to check")
+    parser.add_argument("--shard", metavar="I/N", help="also say which cameras shard I (from 0) of N runs")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +31,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 2
     print(summary(config, args.config))
+    if args.shard:
+        from fer_stream.config.shard import ShardError, parse_shard
+
+        try:
+            shard = parse_shard(args.shard)
+        except ShardError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        names = shard.cameras(c.name for c in config.enabled_cameras)
+        print(f"shard {shard} runs {len(names)} of {len(config.enabled_cameras)} enabled camera(s): {', '.join(names) or 'none'}")
     return 0
 
 

@@ -10,16 +10,29 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fer_stream.config.shard import Shard
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="camera YAML (see config/cameras.example.yaml)")
+    parser.add_argument("--shard", metavar="I/N", help="run only shard I (from 0) of N of the enabled cameras; "
+                        "also FER_STREAM_SHARD, or a StatefulSet pod name with FER_STREAM_SHARDS")
 
 
 def run(args: argparse.Namespace) -> int:
-    return serve(args.config, args.log_level.upper())
+    from fer_stream.config.shard import ShardError, parse_shard, shard_from_environment
+
+    try:
+        shard = parse_shard(args.shard) if args.shard else shard_from_environment()
+    except ShardError as exc:
+        print(f"fer-stream: {exc}", file=sys.stderr)
+        return 2
+    return serve(args.config, args.log_level.upper(), shard=shard)
 
 
 def serve(
@@ -27,6 +40,7 @@ def serve(
     log_level: str,
     seconds: float | None = None,
     on_tick: Callable[[object], None] | None = None,
+    shard: Shard | None = None,
 ) -> int:
     """Load the config, start the daemon and supervise until a signal, ``seconds`` or the end of every file camera."""
     from fer_stream.supervisor.metrics_dir import ensure_multiprocess_metrics, remove_if_owned
@@ -60,7 +74,7 @@ def serve(
     from fer_stream.supervisor.daemon import Daemon
 
     try:
-        daemon = Daemon(config, metrics_dir, log_level, config_path=config_path)
+        daemon = Daemon(config, metrics_dir, log_level, config_path=config_path, shard=shard)
     except ModelCardError as exc:
         print(f"fer-stream: model: {exc}", file=sys.stderr)
         remove_if_owned(metrics_dir)

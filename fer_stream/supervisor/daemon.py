@@ -22,9 +22,11 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import fer_stream
 from fer_stream.alerts.message import Alert, utc_from_epoch
 from fer_stream.camera.worker import CameraQueues, CameraSpec
 from fer_stream.config.models import FerStreamConfig
+from fer_stream.config.shard import Shard
 from fer_stream.daemon_state import DaemonState
 from fer_stream.inference.worker import InferenceSpec
 from fer_stream.messages import CameraStatus, ModelStatus
@@ -73,7 +75,8 @@ def camera_worker_name(camera: str) -> str:
 
 class Daemon:
     def __init__(
-        self, config: FerStreamConfig, metrics_dir: str, log_level: str = "INFO", config_path: Path | None = None
+        self, config: FerStreamConfig, metrics_dir: str, log_level: str = "INFO", config_path: Path | None = None,
+        shard: Shard | None = None,
     ) -> None:
         from fer_stream.inference.engine import default_model_path
         from fer_stream.model_card import load_card
@@ -86,7 +89,14 @@ class Daemon:
         # instead of crash-looping the inference worker.
         self.model_path = config.model.path or default_model_path()
         self.card, _ = load_card(self.model_path)
-        self.cameras = [c.name for c in config.enabled_cameras]
+        enabled = [c.name for c in config.enabled_cameras]
+        self.shard = shard
+        self.cameras = enabled if shard is None else shard.cameras(enabled)
+        if shard is not None:
+            log.info("shard %s of the enabled cameras: %s", shard, ", ".join(self.cameras) or "none (more shards than cameras)")
+        from fer_stream.metrics import DAEMON_INFO
+
+        DAEMON_INFO.labels(shard=str(shard or "all"), version=fer_stream.__version__).set(1)
         self.state = DaemonState(self.cameras)
         self.ctx = multiprocessing.get_context("spawn")
         self.view_wanted = self.ctx.Event()
