@@ -166,7 +166,7 @@ def test_secrets_are_redacted_in_repr_str_summary_and_errors(tmp_path, monkeypat
     for text in (repr(camera), str(camera), repr(config), camera.redacted_source):
         assert secret not in text
     assert camera.redacted_source == "rtsp://viewer:***@cam.local/1"
-    assert check_config.run(argparse.Namespace(config=str(path))) == 0
+    assert check_config.run(argparse.Namespace(config=str(path), shard=None)) == 0
     out = capsys.readouterr().out
     assert "door: rtsp://viewer:***@cam.local/1 (rtsp, 10 fps)" in out and secret not in out
 
