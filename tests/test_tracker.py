@@ -68,3 +68,17 @@ def test_unconfirmed_tracks_end_silently():
     tracker = IouTracker(max_missed_s=0.2, min_hits=2)
     tracker.update([det(0, 0)], t=0.0)
     assert tracker.update([], t=1.0).ended == []
+
+
+def test_a_walking_face_keeps_its_id_through_half_a_second_behind_a_pillar():
+    """100 px wide, 100 px/s to the right, 10 fps: it reappears 60 px on, where IoU with its last box is only 0.25."""
+    tracker = IouTracker(iou_threshold=0.3, max_missed_s=1.0, min_hits=2)
+    ids = set()
+    for frame in range(30):
+        t = frame / 10
+        hidden = 10 <= frame < 15  # 0.5 s occlusion
+        detections = [] if hidden else [Detection((round(100 + 100 * t), 50, 100, 100), 0.9)]
+        update = tracker.update(detections, t)
+        ids |= {track.track_id for track in update.active}
+        assert update.ended == []
+    assert len(ids) == 1, f"the face came back as {sorted(ids)}"

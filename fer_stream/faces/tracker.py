@@ -5,6 +5,12 @@ camera rarely overlap, so the optimal assignment buys nothing). A track is
 reported once it has ``min_hits`` detections, which filters one-frame false
 faces, and ends when it has not been seen for ``max_missed_s`` seconds of frame
 time; ended ids are reported once so per-track state (alert rules) can be freed.
+
+Each track keeps a velocity (box centre, pixels a second, smoothed over its
+sightings), and detections are matched against where the track should be *now*:
+a face that walks on behind a pillar for half a second is matched where it
+reappears and keeps its id, so its alert cooldown holds, instead of coming back
+as a new face.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import numpy as np
 from fer_stream.faces.detector import Detection
 
 Box = tuple[int, int, int, int]
+#: Weight of the newest displacement in a track's velocity (the rest is its earlier estimate).
+VELOCITY_SMOOTHING = 0.5
 
 
 @dataclass(slots=True)
@@ -28,6 +36,24 @@ class Track:
     last_seen: float
     hits: int = 1
     landmarks: tuple[tuple[float, float], ...] | None = None
+    velocity: tuple[float, float] = (0.0, 0.0)
+
+    def predicted(self, t: float) -> Box:
+        """The box moved on by the track's velocity to time ``t``."""
+        dt = max(t - self.last_seen, 0.0)
+        x, y, w, h = self.box
+        return (round(x + self.velocity[0] * dt), round(y + self.velocity[1] * dt), w, h)
+
+    def observe(self, detection: Detection, t: float) -> None:
+        dt = t - self.last_seen
+        if dt > 0:
+            (x0, y0, w0, h0), (x1, y1, w1, h1) = self.box, detection.box
+            vx = ((x1 + w1 / 2) - (x0 + w0 / 2)) / dt
+            vy = ((y1 + h1 / 2) - (y0 + h0 / 2)) / dt
+            self.velocity = (VELOCITY_SMOOTHING * vx + (1 - VELOCITY_SMOOTHING) * self.velocity[0],
+                             VELOCITY_SMOOTHING * vy + (1 - VELOCITY_SMOOTHING) * self.velocity[1])  # fmt: skip
+        self.box, self.score, self.last_seen, self.landmarks = detection.box, detection.score, t, detection.landmarks
+        self.hits += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +90,14 @@ class IouTracker:
         matched_tracks: set[int] = set()
         matched_detections: set[int] = set()
         if self._tracks and detections:
-            ious = iou_matrix([track.box for track in self._tracks], [d.box for d in detections])
+            ious = iou_matrix([track.predicted(t) for track in self._tracks], [d.box for d in detections])
             for flat in np.argsort(ious, axis=None)[::-1]:
                 ti, di = divmod(int(flat), len(detections))
                 if ious[ti, di] < self.iou_threshold:
                     break
                 if ti in matched_tracks or di in matched_detections:
                     continue
-                track, detection = self._tracks[ti], detections[di]
-                track.box, track.score, track.last_seen = detection.box, detection.score, t
-                track.landmarks = detection.landmarks
-                track.hits += 1
+                self._tracks[ti].observe(detections[di], t)
                 matched_tracks.add(ti)
                 matched_detections.add(di)
         seen = [track for index, track in enumerate(self._tracks) if index in matched_tracks]
