@@ -34,25 +34,28 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process; stop() and start() keep the same port, like a real Redis restart."""
 
-    def __init__(self, directory: Path, password: str | None = None) -> None:
+    def __init__(self, directory: Path, password: str | None = None, host: str = "127.0.0.1") -> None:
         self.directory = directory
         self.password = password
+        self.host = host
         self.port = free_port()
         self._process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         """The URL without the password: the password travels through the environment, as in production."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5)
+        return redis.Redis(host=self.host, port=self.port, password=self.password, socket_timeout=5)
 
     def start(self) -> None:
         config = self.directory / "redis.conf"
         lines = [
             f"port {self.port}",
-            "bind 127.0.0.1",
+            f"bind {self.host}",
+            # A test server on a bridge address for other network namespaces: it lives only as long as the test.
+            f"protected-mode {'yes' if self.host.startswith('127.') else 'no'}",
             f"dir {self.directory}",
             'save ""',
             "appendonly no",
