@@ -299,3 +299,14 @@ def test_every_alert_rule_evaluates_cleanly_and_stays_quiet(prometheus: Promethe
         assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
     firing = [a for a in prometheus.api("alerts")["data"]["alerts"] if a["state"] == "firing"]
     assert not firing, f"alerts firing on a healthy daemon: {firing}"
+
+
+def test_panels_keep_hosts_apart_and_alert_starts_are_annotations() -> None:
+    board = dashboard()
+    for title, expr in expressions(board):
+        for labels in re.findall(r"\b(?:sum|max|min|avg) by \(([^)]*)\)", expr):
+            assert "instance" in labels, f"{title!r} merges daemons: {expr}"
+        assert not re.search(r"\b(?:sum|max|min|avg)\(", expr), f"{title!r} aggregates over every daemon: {expr}"
+    assert any("up{job=\"fer-stream\"" in expr for _, expr in expressions(board)), "a panel shows which daemons are up"
+    [annotation] = board["annotations"]["list"]
+    assert "fer_alerts_published_total" in annotation["expr"] and 'event="start"' in annotation["expr"]
