@@ -12,6 +12,7 @@ enabled.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from fer_stream.config.models import DetectorSettings, FerStreamConfig
@@ -38,6 +39,13 @@ def preflight(config: FerStreamConfig, *, download: bool) -> list[str]:
             where = f"cameras[{index}].detector" if camera.detector is not None else "detector"
             problems += _detector_problems(settings.detector, where, download)
     return problems
+
+
+def report(header: str, problems: list[str]) -> None:
+    """The one way problems are shown: a header naming the file, then one indented line each, on stderr."""
+    print(header, file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
 
 
 def _model_labels(config: FerStreamConfig) -> tuple[list[str] | None, str | None]:

@@ -36,6 +36,14 @@ def start_daemon(config: Path, log: Path, **env: str) -> subprocess.Popen:
                                 env=environment)  # fmt: skip
 
 
+def signalled(process: subprocess.Popen, sig: int) -> tuple[int, float]:
+    """Send ``sig``; the exit code and the seconds until the process was gone."""
+    started = time.monotonic()
+    process.send_signal(sig)
+    code = process.wait(timeout=30)
+    return code, time.monotonic() - started
+
+
 class Daemon:
     def __init__(self, process: subprocess.Popen, url: str, log: Path, metrics_dir: Path) -> None:
         self.process, self.url, self.log, self.metrics_dir = process, url, log, metrics_dir
@@ -254,10 +262,7 @@ def test_sigterm_during_a_slow_model_load_exits_within_5_s(media_dir, yunet_mode
         wait_for("the HTTP server", lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, timeout=30, every=0.1)
         assert http_get(f"http://127.0.0.1:{port}/readyz")[0] == 503, "the model is still loading"
         status = json.loads(http_get(f"http://127.0.0.1:{port}/status")[1])
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=30)
-        elapsed = time.monotonic() - started
+        code, elapsed = signalled(process, signal.SIGTERM)
     finally:
         stop_process(process)
     assert code == 0 and elapsed < 5.0, f"exit {code} after {elapsed:.1f} s"
@@ -276,10 +281,7 @@ def test_sighup_stops_the_daemon_cleanly(media_dir, yunet_model, tmp_path):
     try:
         wait_for("ready", lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200, timeout=90)
         pids = [pid for pid in json.loads(http_get(f"http://127.0.0.1:{port}/status")[1])["pids"].values() if pid]
-        started = time.monotonic()
-        process.send_signal(signal.SIGHUP)
-        code = process.wait(timeout=30)
-        elapsed = time.monotonic() - started
+        code, elapsed = signalled(process, signal.SIGHUP)
     finally:
         stop_process(process)
     assert code == 0 and elapsed < 5.0, f"exit {code} after {elapsed:.1f} s: {log.read_text()[-1500:]}"

@@ -7,6 +7,7 @@ import sys
 
 from fer_stream.config.loader import ConfigError, load_config
 from fer_stream.config.models import FerStreamConfig
+from fer_stream.preflight import preflight, report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,17 +19,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"{args.config}: invalid configuration ({len(exc.problems)} problem(s)):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        report(f"{args.config}: invalid configuration ({len(exc.problems)} problem(s)):", exc.problems)
         return 2
-    from fer_stream.preflight import preflight
-
     problems = preflight(config, download=False)
     if problems:
-        print(f"{args.config}: the daemon would refuse this configuration ({len(problems)} problem(s)):", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+        report(f"{args.config}: the daemon would refuse this configuration ({len(problems)} problem(s)):", problems)
         return 2
     print(summary(config, args.config))
     if args.shard:

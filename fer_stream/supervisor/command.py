@@ -62,13 +62,11 @@ def serve(
         print(f"fer-stream: invalid config:\n{exc}", file=sys.stderr)
         remove_if_owned(metrics_dir)
         return 2
-    from fer_stream.preflight import preflight
+    from fer_stream.preflight import preflight, report
 
     problems = preflight(config, download=True)
     if problems:
-        print(f"fer-stream: {config_path}: refused before any worker started:", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+        report(f"fer-stream: {config_path}: refused before any worker started:", problems)
         remove_if_owned(metrics_dir)
         return 2
     from fer_stream.supervisor.daemon import Daemon
