@@ -9,6 +9,7 @@ the queues it used are checked and freed, so its successor cannot deadlock.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -191,7 +192,7 @@ class Daemon:
 
         settings = self.config.camera_settings(name)
         queues = CameraQueues(self.requests, self.results[name], self.alerts, self.status, self.views)
-        generation = iter(range(1_000_000))
+        generation = itertools.count()
 
         def make(heartbeat: Any) -> BaseProcess:
             now = time.time()
