@@ -9,11 +9,18 @@ Three measurements, each scenario in a fresh subprocess (fresh metrics):
    latency p50/p95/p99.
 2. ``fer``: ``FER().detect_emotions(frame)`` on every frame of the same videos
    (or the first ``--fer-frames``), one frame at a time, in the same run.
+   It also runs as one process per video (``fer_parallel``), the parallelism a user of
+   several cameras would give it.
 3. ``capacity``: N real-time cameras at 10 fps, 640x360 (a shared video
    resized to that size, looped), for increasing N; a load is sustained when
    every camera processes >= 95% of its 10 fps and no queue dropped work.
    The latency target is read at half the largest sustained load (run once
    more if that count was not in the list).
+
+Before the capacity runs, ``stage_costs`` times each stage alone per frame (decode, detect,
+track, crop, classify) in one process; ``ceiling_cameras`` = cores x 1000 ms / (10 fps x their
+sum) is the most the machine could serve, and ``share_of_ceiling`` is what the daemon sustains
+of it.
 
 Every scenario uses ``detector.detect_width`` = ``--detect-width`` (default
 320; 0 = full resolution).
@@ -184,6 +191,78 @@ def fer_loop(videos: list[Path], max_frames: int | None) -> dict:
             "faces_per_s": round(faces / wall, 1)}
 
 
+def _fer_one(video: str, max_frames: int | None, queue) -> None:
+    queue.put(fer_loop([Path(video)], max_frames))
+
+
+def fer_parallel(videos: list[Path], max_frames: int | None) -> dict:
+    """The fer loop as one process per video, as a user would run it on several cameras: the cores fer-stream gets."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    started = time.monotonic()
+    workers = [ctx.Process(target=_fer_one, args=(str(v), max_frames, queue)) for v in videos]
+    for worker in workers:
+        worker.start()
+    parts = [queue.get(timeout=1800) for _ in workers]
+    for worker in workers:
+        worker.join()
+    wall = time.monotonic() - started
+    frames = sum(p["frames"] for p in parts)
+    return {"processes": len(workers), "frames": frames, "wall_s": round(wall, 2), "frames_per_s": round(frames / wall, 1)}
+
+
+# --- the machine's ceiling: each stage alone, per frame ----------------------------------
+
+
+def stage_costs(video: Path, detect_width: int | None, frames: int = 150) -> dict:
+    """Milliseconds per frame of each stage alone, in one process, with the product's own parts.
+
+    Decode (FFmpeg through OpenCV), detect (YuNet at ``detect_width``), track (IoU), crop and
+    prepare each face, classify each face as the daemon does (mirror-averaged, calibrated).
+    """
+    import cv2
+    import numpy as np
+
+    from fer_stream.config.models import DetectorSettings
+    from fer_stream.faces import IouTracker, create_detector, crop_face
+    from fer_stream.inference.engine import load_classifier
+    from fer_stream.preprocessing import prepare_face, to_model_input
+
+    cv2.setNumThreads(1)
+    detector = create_detector(DetectorSettings(backend="yunet", model_path=YUNET, detect_width=detect_width))
+    tracker, classifier = IouTracker(min_hits=1), load_classifier(None, backend="litert", num_threads=1)
+    totals = {"decode": 0.0, "detect": 0.0, "track": 0.0, "crop": 0.0, "classify": 0.0}
+    capture, done, faces = cv2.VideoCapture(str(video)), 0, 0
+    clock = time.perf_counter
+    while done < frames:
+        t0 = clock()
+        ok, frame = capture.read()
+        if not ok:
+            capture.release()
+            capture = cv2.VideoCapture(str(video))
+            continue
+        t1 = clock()
+        detections = detector.detect(frame)
+        t2 = clock()
+        update = tracker.update(detections, done / 10)
+        t3 = clock()
+        crops = [prepare_face(crop_face(frame, track.box), classifier.input_size) for track in update.active]
+        t4 = clock()
+        if crops:
+            classifier.predict(to_model_input(np.stack(crops)))
+        t5 = clock()
+        for stage, seconds in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+            totals[stage] += seconds
+        done += 1
+        faces += len(crops)
+    capture.release()
+    per_frame = {stage: round(1000 * seconds / done, 3) for stage, seconds in totals.items()}
+    return {"frames": done, "faces_per_frame": round(faces / done, 2), "ms_per_frame": per_frame,
+            "sum_ms": round(sum(per_frame.values()), 3)}
+
+
 # --- capacity ----------------------------------------------------------------------
 
 
@@ -240,6 +319,10 @@ def main() -> int:
     fer["loadavg_after"] = os.getloadavg()
     print(json.dumps(fer), flush=True)
     results["speedup_frames_per_s"] = round(ours["frames_per_s"] / fer["frames_per_s"], 2)
+    print(f"fer package, one process per video ({len(videos)} processes) ...", flush=True)
+    results["fer_parallel"] = fer_par = fer_parallel(videos, args.fer_frames or None)
+    print(json.dumps(fer_par), flush=True)
+    results["speedup_vs_parallel_fer"] = round(ours["frames_per_s"] / fer_par["frames_per_s"], 2)
 
     results["capacity"] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -257,6 +340,10 @@ def main() -> int:
             print(json.dumps(run), flush=True)
             return run
 
+        costs = results["stage_costs"] = stage_costs(video, detect_width)
+        # The most 10 fps cameras the cores could serve if nothing but these stages ran: cores x 1000 ms / (fps x cost).
+        results["ceiling_cameras"] = round((os.cpu_count() or 1) * 1000 / (10 * costs["sum_ms"]), 1)
+        print(json.dumps({"stage_costs": costs, "ceiling_cameras": results["ceiling_cameras"]}), flush=True)
         for n in [int(x) for x in args.capacity.split(",") if x]:
             results["capacity"].append(realtime_run(n))
         sustained = [r["n"] for r in results["capacity"] if r["sustained"]]
@@ -266,7 +353,11 @@ def main() -> int:
             half = max(1, results["max_sustained_cameras"] // 2)
             tried = [r for r in results["capacity"] if r["n"] == half]
             results["half_load"] = {"n": half, "latency_s": (tried[0] if tried else realtime_run(half))["latency_s"]}
-    print(json.dumps({k: results.get(k) for k in ("speedup_frames_per_s", "max_sustained_cameras", "half_load")}), flush=True)
+    if results.get("ceiling_cameras"):
+        results["share_of_ceiling"] = round(results["max_sustained_cameras"] / results["ceiling_cameras"], 2)
+    keys = ("speedup_frames_per_s", "speedup_vs_parallel_fer", "max_sustained_cameras", "ceiling_cameras",
+            "share_of_ceiling", "half_load")
+    print(json.dumps({k: results.get(k) for k in keys}), flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
