@@ -6,8 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the daemon and the tests use: Redis (alerts), GStreamer's RTSP
 # server (a real camera stream on loopback), Prometheus (dashboard check), docker-compose (checks the
-# compose stack's file; no container is run).
-DEB_PACKAGES := redis-server prometheus docker-compose python3-gi gir1.2-gst-rtsp-server-1.0 \
+# compose stack's file; no container is run), Chromium (the console's browser test).
+DEB_PACKAGES := redis-server prometheus docker-compose chromium python3-gi gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

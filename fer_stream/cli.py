@@ -14,7 +14,7 @@ COMMANDS = {
     "run": ("fer_stream.supervisor.command", "run the daemon on a camera YAML"),
     "demo": ("fer_stream.supervisor.demo", "run the daemon on the built-in demo (no camera needed)"),
     "check-config": ("fer_stream.config.command", "validate a camera YAML without running it"),
-    "predict": ("fer_stream.predict", "find faces in images and print their expressions"),
+    "predict": ("fer_stream.predict", "find faces in images and videos and print their expressions"),
     "replay": ("fer_stream.replay.command", "run video files through the camera pipeline and print the alerts"),
     "calibrate": ("fer_stream.replay.calibrate", "measure alert rules on labelled footage and recommend thresholds"),
     "alerts": ("fer_stream.alerts.subscriber", "follow (and replay) alerts from Redis"),

@@ -1,22 +1,31 @@
 """What the supervisor knows about its children, shared with the HTTP threads.
 
 Children report through queues (status heartbeats, model readiness, JPEG
-views); the supervisor's loop writes here and the HTTP handlers read here, so
-no request ever touches a child process directly.
+views, alerts); the supervisor's loop writes here and the console's handlers
+read here, so no request ever touches a child process directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+from fer_stream.alerts.message import Alert
 from fer_stream.messages import CameraStatus, CameraView, ModelStatus
 
 #: A camera whose last heartbeat is older than this is not counted as up.
 STATUS_STALE_S = 5.0
-#: Live-view JPEGs are produced while a viewer asked for one within this window.
+#: A camera encodes live-view JPEGs while a stream of it is open, or a single JPEG was asked for within this window.
 VIEW_INTEREST_S = 5.0
+#: Seconds of per-track scores kept for the console's chart.
+SCORE_HISTORY_S = 60.0
+#: Alerts kept in memory for the console (its history pages come from the Redis stream).
+RECENT_ALERTS = 200
 
 
 @dataclass
@@ -30,7 +39,16 @@ class DaemonState:
     restarts: dict[str, int] = field(default_factory=dict)
     stalled: set[str] = field(default_factory=set)
     alerts_forwarded: int = 0
-    last_view_request: float = 0.0
+    #: camera -> open live streams / monotonic time of the last single-JPEG request
+    viewers: dict[str, int] = field(default_factory=dict)
+    last_view_request: dict[str, float] = field(default_factory=dict)
+    #: camera -> (epoch second, track id, scores) of the last SCORE_HISTORY_S
+    scores: dict[str, deque[tuple[float, int, tuple[float, ...]]]] = field(default_factory=dict)
+    recent_alerts: deque[Alert] = field(default_factory=lambda: deque(maxlen=RECENT_ALERTS))
+    #: Called (from the supervisor's thread) with every alert; the console's live list subscribes here.
+    alert_listeners: list[Callable[[Alert], None]] = field(default_factory=list)
+    #: Reports alert delivery (Redis up, outbox depth) for /status; None when alerts are off.
+    delivery: Callable[[], dict[str, Any]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def set_model(self, model: ModelStatus | None) -> None:
@@ -38,8 +56,17 @@ class DaemonState:
             self.model = model
 
     def update_status(self, status: CameraStatus) -> None:
+        now = time.time()
         with self._lock:
             self.statuses[status.camera] = status
+            history = self.scores.setdefault(status.camera, deque())
+            history.extend((now, track.track_id, track.scores) for track in status.tracks if track.scores)
+            while history and now - history[0][0] > SCORE_HISTORY_S:
+                history.popleft()
+
+    def score_history(self, camera: str) -> list[tuple[float, int, tuple[float, ...]]]:
+        with self._lock:
+            return list(self.scores.get(camera, ()))
 
     def update_view(self, view: CameraView) -> None:
         with self._lock:
@@ -57,9 +84,18 @@ class DaemonState:
         with self._lock:
             self.restarts[worker] = self.restarts.get(worker, 0) + 1
 
-    def count_alert(self) -> None:
+    def record_alert(self, alert: Alert) -> None:
+        """An alert left the supervisor: count it, keep it for the console and tell its live listeners."""
         with self._lock:
             self.alerts_forwarded += 1
+            self.recent_alerts.append(alert)
+            listeners = list(self.alert_listeners)
+        for listener in listeners:
+            listener(alert)
+
+    def alerts(self) -> list[Alert]:
+        with self._lock:
+            return list(self.recent_alerts)
 
     def camera_up(self, name: str, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
@@ -81,13 +117,31 @@ class DaemonState:
         return True, f"model {model.model_id} {model.version} loaded; cameras up: {', '.join(up)}"
 
     def view_jpeg(self, name: str) -> bytes | None:
+        """The latest live-view JPEG; asking keeps the camera encoding for VIEW_INTEREST_S."""
         with self._lock:
-            self.last_view_request = time.monotonic()
+            self.last_view_request[name] = time.monotonic()
             view = self.views.get(name)
         return None if view is None else view.jpeg
 
-    def viewers_present(self) -> bool:
-        return time.monotonic() - self.last_view_request <= VIEW_INTEREST_S
+    def view(self, name: str) -> CameraView | None:
+        with self._lock:
+            return self.views.get(name)
+
+    @contextlib.contextmanager
+    def watching(self, name: str) -> Iterator[None]:
+        """While a live stream of the camera is open, the camera encodes frames for it."""
+        with self._lock:
+            self.viewers[name] = self.viewers.get(name, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.viewers[name] -= 1
+
+    def viewers_present(self, name: str) -> bool:
+        with self._lock:
+            streams, asked = self.viewers.get(name, 0), self.last_view_request.get(name, -VIEW_INTEREST_S - 1)
+        return streams > 0 or time.monotonic() - asked <= VIEW_INTEREST_S
 
     def snapshot(self) -> dict:
         """A JSON-ready picture of the daemon for /status and the demo summary."""
@@ -121,4 +175,5 @@ class DaemonState:
             "restarts": restarts,
             "stalled": stalled,
             "alerts_forwarded": alerts,
+            "delivery": None if self.delivery is None else self.delivery(),
         }

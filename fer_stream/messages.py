@@ -62,6 +62,8 @@ class TrackView:
     emotion: str | None
     score: float
     alerting: bool = False
+    #: Smoothed probability of every label, in the model's label order (the console's chart); empty before a result.
+    scores: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,3 +97,15 @@ class CameraView:
     camera: str
     at: float
     jpeg: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertPictures:
+    """The pictures of one alert event (camera -> supervisor), stored under the names its ``snapshot`` refers to.
+
+    Sent just before the alert itself, so the console finds them when the alert arrives.
+    """
+
+    name: str  # <episode_id>-<event>
+    frame_jpeg: bytes
+    face_jpeg: bytes | None

@@ -93,3 +93,13 @@ ALERT_LATENCY_SECONDS = Histogram(
     "From the frame that crossed the alert threshold to the alert being published",
     buckets=LATENCY_BUCKETS,
 )
+
+# --- alert evidence and the console ---------------------------------------------
+SNAPSHOT_BYTES = Gauge("fer_snapshots_bytes", "Bytes of alert pictures kept (never above alerts.snapshots.max_mb)",
+                       multiprocess_mode="max")
+SNAPSHOTS_STORED = Counter("fer_snapshots_stored_total", "Alert pictures written")
+SNAPSHOTS_REMOVED = Counter("fer_snapshots_removed_total", "Alert pictures removed: past their retention, or for the cap", ["reason"])
+CONSOLE_FRAMES_ENCODED = Counter(
+    "fer_console_frames_encoded_total", "Live-view JPEGs a camera encoded (only while someone watches it)", ["camera"]
+)
+CONSOLE_VIEWERS = Gauge("fer_console_viewers", "Open live streams of a camera on the console", ["camera"], multiprocess_mode="max")

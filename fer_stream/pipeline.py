@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fer_stream.alerts.message import Alert
+from fer_stream.alerts.message import Alert, EndReason
 from fer_stream.alerts.rules import AlertTracker
 from fer_stream.config.models import CameraSettings, FaceQualitySettings
 from fer_stream.faces import IouTracker, crop_face
@@ -58,6 +58,8 @@ class TrackedFace:
     score: float = 0.0
     problem: QualityProblem | None = None
     alerting: set[str] = field(default_factory=set)
+    #: Probability of every label: the alert rules' smoothed ones, or the latest result's without rules.
+    scores: tuple[float, ...] = ()
 
 
 class FacePipeline:
@@ -115,8 +117,10 @@ class FacePipeline:
         top = int(np.argmax(probabilities))
         state.emotion, state.score = self.labels[top], float(probabilities[top])
         if self.rules is None:
+            state.scores = tuple(float(p) for p in probabilities)
             return []
         alerts = self.rules.observe(track_id, probabilities, captured_at, state.box, self.frame_size)
+        state.scores = tuple((self.rules.smoothed(track_id) or {}).values())
         for alert in alerts:
             if alert.track_id == track_id:
                 (state.alerting.add if alert.event == "start" else state.alerting.discard)(alert.emotion)
@@ -132,14 +136,14 @@ class FacePipeline:
             alerts += self.observe(crop.track_id, probs, frame.captured_at)
         return probabilities, alerts
 
-    def finish(self, t: float) -> list[Alert]:
+    def finish(self, t: float, reason: EndReason = "camera_stopped") -> list[Alert]:
         """The camera stops: end every open episode."""
         self.tracks.clear()
-        return [] if self.rules is None else self.rules.forget_all(t)
+        return [] if self.rules is None else self.rules.forget_all(t, reason)
 
     def views(self) -> tuple[TrackView, ...]:
         return tuple(
-            TrackView(track_id=tid, box=s.box, emotion=s.emotion, score=s.score, alerting=bool(s.alerting))
+            TrackView(track_id=tid, box=s.box, emotion=s.emotion, score=s.score, alerting=bool(s.alerting), scores=s.scores)
             for tid, s in sorted(self.tracks.items())
         )
 

@@ -6,8 +6,8 @@ running service. ``check-config`` and ``run`` call :func:`preflight` instead and
 exit 2 with the key and the fix: the model file against its card (and, for a
 ``.tflite``, that LiteRT can load it), the alert rules' emotions against the
 model's labels, the detector's file and digest (``run`` also downloads a
-``model_url`` here, once, instead of in every camera), and that some camera is
-enabled.
+``model_url`` here, once, instead of in every camera), that some camera is
+enabled, and that a console reachable from other machines has an access token.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fer_stream.config.models import DetectorSettings, FerStreamConfig
+from fer_stream.config.models import MIN_TOKEN_LENGTH, DetectorSettings, FerStreamConfig, HttpSettings
 
 
 def preflight(config: FerStreamConfig, *, download: bool) -> list[str]:
@@ -23,6 +23,7 @@ def preflight(config: FerStreamConfig, *, download: bool) -> list[str]:
     problems: list[str] = []
     if not config.enabled_cameras:
         problems.append("cameras: every camera has enabled: false, so the daemon would have nothing to do; enable one")
+    problems += _access_problems(config.http)
     labels, model_problem = _model_labels(config)
     if model_problem:
         problems.append(model_problem)
@@ -46,6 +47,21 @@ def report(header: str, problems: list[str]) -> None:
     print(header, file=sys.stderr)
     for problem in problems:
         print(f"  {problem}", file=sys.stderr)
+
+
+def _access_problems(http: HttpSettings) -> list[str]:
+    """The console shows everyone's face: beyond loopback it must not be open to whoever reaches the port."""
+    token = http.token()
+    if token is None and not http.loopback:
+        return [
+            f"http.host: {http.host} lets other machines reach the console, which shows the faces of everyone on camera, "
+            f"and no access token is set; set the environment variable {http.token_env} to a secret of at least "
+            f"{MIN_TOKEN_LENGTH} characters (e.g. `openssl rand -hex 24`), or bind http.host: 127.0.0.1"
+        ]
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        return [f"http.token_env: the token in {http.token_env} has {len(token)} characters; use at least {MIN_TOKEN_LENGTH} "
+                "(e.g. `openssl rand -hex 24`)"]
+    return []
 
 
 def _model_labels(config: FerStreamConfig) -> tuple[list[str] | None, str | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 from prometheus_client import REGISTRY
 
@@ -12,7 +13,10 @@ from fer_stream.alerts.message import Alert, Box, FrameSize, ModelRef, utc_from_
 def make_alert(camera: str = "gate", track_id: int = 1, event: str = "start") -> Alert:
     now = time.time()
     return Alert(
+        episode_id=uuid.uuid4().hex,
         event=event,
+        end_reason="calm" if event == "end" else None,
+        score=0.8,
         camera=camera,
         track_id=track_id,
         emotion="angry",

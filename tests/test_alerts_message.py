@@ -20,13 +20,13 @@ LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
 
 def produced_alerts() -> list[Alert]:
-    """A start and an end from the real rules."""
-    tracker = AlertTracker(AlertRules(), "lobby", LABELS, "fer-mobilenet", "2026.11.24")
+    """A start, an update and an end from the real rules."""
+    tracker = AlertTracker(AlertRules(update_every_s=2), "lobby", LABELS, "fer-mobilenet", "2026.11.24")
     angry, calm = np.array([0.8, 0, 0.05, 0.05, 0.1, 0, 0]), np.array([0.05, 0, 0, 0.05, 0.9, 0, 0])
     alerts = []
     for i in range(60):
         alerts += tracker.observe(4, angry if i < 40 else calm, 1_790_000_000 + i * 0.1, (5, 6, 70, 80), (1280, 720))
-    assert [a.event for a in alerts] == ["start", "end"]
+    assert [a.event for a in alerts] == ["start", "update", "end"]
     return alerts
 
 
@@ -61,7 +61,12 @@ def test_schema_lists_exactly_the_model_fields():
         {"event_at": "2026-11-24 12:00:00"},
         {"box": {"x": 1, "y": 2, "w": 3}},
         {"password": "leak"},
-        {"schema_version": 2},
+        {"schema_version": 1},
+        {"episode_id": None},
+        {"end_reason": "calm"},  # on a start
+        {"end_reason": "bored"},
+        {"snapshot": {"frame": "/snapshots/x.jpg"}},
+        {"score": 1.2},
     ],
 )
 def test_invalid_messages_fail_the_schema(change):
@@ -69,6 +74,23 @@ def test_invalid_messages_fail_the_schema(change):
     document.update(change)
     with pytest.raises(jsonschema.ValidationError):
         validator().validate(document)
+
+
+def test_an_end_needs_its_reason_in_the_schema_and_the_model():
+    document = json.loads(produced_alerts()[-1].to_json())
+    assert document["end_reason"] == "calm"
+    document["end_reason"] = None
+    with pytest.raises(jsonschema.ValidationError):
+        validator().validate(document)
+    with pytest.raises(ValidationError, match="end_reason"):
+        Alert.model_validate(document)
+
+
+def test_a_message_with_its_snapshot_validates():
+    document = json.loads(produced_alerts()[0].to_json())
+    document["snapshot"] = {"frame": f"/snapshots/{document['episode_id']}-start.jpg", "face": None}
+    validator().validate(document)
+    assert Alert.model_validate(document).snapshot is not None
 
 
 def test_missing_field_fails_the_schema():
@@ -79,8 +101,9 @@ def test_missing_field_fails_the_schema():
 
 
 def test_alert_ids_are_unique():
-    ids = {a.alert_id for _ in range(20) for a in produced_alerts()}
-    assert len(ids) == 40
+    batches = [produced_alerts() for _ in range(20)]
+    assert len({a.alert_id for batch in batches for a in batch}) == 60
+    assert len({a.episode_id for batch in batches for a in batch}) == 20
 
 
 # --- config ----------------------------------------------------------------------

@@ -33,7 +33,38 @@ def feed(tracker: AlertTracker, track_id: int, vector: np.ndarray, start: float,
 
 
 def tracker(**rules) -> AlertTracker:
+    rules.setdefault("update_every_s", 0)  # most tests count starts and ends; updates have their own test
     return AlertTracker(AlertRules(**rules), "door", LABELS, "fer-mobilenet", "2026.11.24", host="testhost")
+
+
+def test_an_episode_is_one_start_updates_and_one_end_sharing_its_episode_id():
+    rules = tracker(update_every_s=2.0)
+    alerts, t = feed(rules, 1, probs(angry=0.8), T0, 7.5)
+    alerts += feed(rules, 1, probs(neutral=0.9), t, 3)[0]
+    assert [a.event for a in alerts] == ["start", "update", "update", "update", "end"]
+    assert len({a.episode_id for a in alerts}) == 1 and len({a.alert_id for a in alerts}) == 5
+    start, *updates, end = alerts
+    assert [round(u.event_at.timestamp() - start.event_at.timestamp(), 1) for u in updates] == [2.0, 4.0, 6.0]
+    assert [a.end_reason for a in alerts] == [None, None, None, None, "calm"]
+    assert all(u.duration_s > start.duration_s for u in updates) and end.score < 0.5 <= updates[-1].score
+    # A new episode after the cooldown gets a new id.
+    again = feed(rules, 1, probs(angry=0.8), t + 61, 2)[0]
+    assert again[0].event == "start" and again[0].episode_id != start.episode_id
+
+
+def test_end_reasons_say_why_the_episode_ended():
+    rules = tracker()
+    _, t = feed(rules, 1, probs(angry=0.8), T0, 2)
+    _, t = feed(rules, 2, probs(angry=0.8), t, 2)
+    assert [a.end_reason for a in rules.forget(1, t)] == ["face_lost"]
+    assert [a.end_reason for a in rules.forget_all(t, "daemon_stopped")] == ["daemon_stopped"]
+
+
+def test_scores_are_published_rounded():
+    alerts, _ = feed(tracker(), 1, probs(angry=0.812345678), T0, 2)
+    start = alerts[0]
+    for value in (start.score, start.peak_score, start.mean_score, start.duration_s):
+        assert value == round(value, 3)
 
 
 def test_sustained_angry_gives_exactly_one_start_at_min_duration():
@@ -202,4 +233,4 @@ def test_smoothed_scores_follow_the_half_life():
     assert rules.smoothed(1)["angry"] == pytest.approx((1 / 7 + 0.1) / 2)
     rules.observe(1, probs(angry=0.9), T0 + 2.0, BOX, FRAME)
     assert rules.smoothed(1)["angry"] == pytest.approx(((1 / 7 + 0.1) / 2 + 0.9) / 2)
-    assert set(rules.smoothed(1)) == {"angry", "fear"} and rules.smoothed(99) is None
+    assert list(rules.smoothed(1)) == rules.labels and rules.smoothed(99) is None

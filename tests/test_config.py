@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from pydantic import BaseModel
 
 from fer_stream.alerts.config import AlertRules
+from fer_stream.cli import main
 from fer_stream.config import ConfigError, FerStreamConfig, load_config, parse_config
 from fer_stream.config import command as check_config
 from fer_stream.redaction import redact_url
@@ -166,7 +168,7 @@ def test_secrets_are_redacted_in_repr_str_summary_and_errors(tmp_path, monkeypat
     for text in (repr(camera), str(camera), repr(config), camera.redacted_source):
         assert secret not in text
     assert camera.redacted_source == "rtsp://viewer:***@cam.local/1"
-    assert check_config.run(argparse.Namespace(config=str(path), shard=None)) == 0
+    assert check_config.run(argparse.Namespace(config=str(path), shard=None, json=False)) == 0
     out = capsys.readouterr().out
     assert "door: rtsp://viewer:***@cam.local/1 (rtsp, 10 fps)" in out and secret not in out
 
@@ -249,6 +251,29 @@ def test_check_config_command_exit_codes(tmp_path, video):
     assert failed.returncode == 2
     assert f"{bad}:3: cameras[0].sorce: unknown key" in failed.stderr
     assert f"{bad}:2: cameras[0].source: required key is missing" in failed.stderr
+
+
+def test_check_config_json_holds_the_summary_or_the_problems(tmp_path, video, capsys):
+    good = write(tmp_path, f"cameras:\n  - {{name: door, source: {video}}}\n  - {{name: hall, source: {video}}}\n", "good.yaml")
+    assert main(["check-config", str(good), "--json", "--shard", "0/1"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["ok"] is True and document["problems"] == [] and document["config"] == str(good)
+    assert {"detector", "model", "inference", "http", "redis", "alerts"} <= document.keys()
+    assert [(c["name"], c["kind"], c["enabled"]) for c in document["cameras"]] == [("door", "file", True), ("hall", "file", True)]
+    assert document["shard"] == {"shard": "0/1", "cameras": ["door", "hall"]}
+
+    bad = write(tmp_path, "cameras:\n  - name: door\n    sorce: 0\n", "bad.yaml")
+    assert main(["check-config", str(bad), "--json"]) == 2
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert document["ok"] is False and document["error"] == "invalid configuration"
+    assert f"{bad}:3: cameras[0].sorce: unknown key" in " ".join(document["problems"])
+    assert "cameras[0].sorce: unknown key" in captured.err, "the problems still go to stderr"
+
+    idle = write(tmp_path, f"cameras:\n  - {{name: door, source: {video}, enabled: false}}\n", "idle.yaml")
+    assert main(["check-config", str(idle), "--json"]) == 2
+    document = json.loads(capsys.readouterr().out)
+    assert document["error"] == "the daemon would refuse this configuration" and document["problems"][0].startswith("cameras:")
 
 
 def _all_keys(model: type[BaseModel]) -> set[str]:

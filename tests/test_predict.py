@@ -1,18 +1,23 @@
-"""``fer-stream predict`` on the shared photos: faces found, expressions printed, annotated copies written."""
+"""``fer-stream predict`` on the shared photos and videos: faces found, expressions printed, annotated copies written."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from fer_stream.cli import main
+from fer_stream.config.models import DetectorSettings
+from fer_stream.faces import create_detector
 from fer_stream.inference.engine import default_model_path
 from fer_stream.model_card import ModelCardError
 
 FACE_LINE = re.compile(r"^  face 1: box x=(\d+) y=(\d+) w=(\d+) h=(\d+): ((?:[a-z]+ [01]\.\d\d(?:, )?)+)$", re.MULTILINE)
+TRACK_LINE = re.compile(r"^  track (\d+): (\d+\.\d\d)-(\d+\.\d\d) s, (\d+) frames: ((?:[a-z]+ [01]\.\d\d(?:, )?)+)$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +81,62 @@ def test_predict_names_a_face_the_quality_gate_holds_back(model, media_dir, yune
     assert re.search(r"face 1: box x=\d+ y=\d+ w=\d+ h=\d+: not classified \(small\)", capsys.readouterr().out)
     assert main([*args, "--no-quality-gate"]) == 0
     assert FACE_LINE.search(capsys.readouterr().out), "without the gate the same face is classified"
+
+
+def read_frames(video: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            capture.release()
+            return frames
+        frames.append(frame)
+
+
+def test_predict_on_a_video_prints_its_tracks_and_writes_an_annotated_copy(model, media_dir, yunet_model, tmp_path, capsys):
+    video, out_dir = media_dir / "smiling_woman_phone.mp4", tmp_path / "annotated"
+    code = main(["predict", str(video), "--model", str(model), "--detector-model", str(yunet_model), "--annotate-dir", str(out_dir)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert re.search(rf"^{re.escape(str(video))}: 1 face \(yunet\), 4\.\d s, 115 frames at 24\.7 fps", out, re.MULTILINE), out
+    [track] = TRACK_LINE.findall(out)
+    assert 0 <= float(track[1]) < float(track[2]) <= 4.7 and int(track[3]) > 100 and len(track[4].split(", ")) == 3
+    annotated = out_dir / "smiling_woman_phone.annotated.mp4"
+    assert f"  annotated: {annotated}" in out
+
+    source, written = read_frames(video), read_frames(annotated)
+    assert len(written) == len(source) == 115 and written[0].shape == source[0].shape
+    middle = len(source) // 2
+    [face] = create_detector(DetectorSettings(backend="yunet", model_path=yunet_model, detect_width=None)).detect(source[middle])
+    x, y, w, h = face.box
+    changed = np.abs(written[middle].astype(int) - source[middle].astype(int)).max(axis=2) > 60
+    near = np.zeros_like(changed)
+    near[max(0, y - 40) : y + h + 40, max(0, x - 20) : x + w + 20] = True
+    assert changed[near].sum() > 2 * (w + h), "the face's box and label are drawn"
+    assert changed[~near].mean() < 0.01, "away from the face the frame is the source's"
+
+
+def test_predict_json_on_an_image_and_a_video_with_its_alerts(model, media_dir, yunet_model, capsys):
+    image, video = media_dir / "one_face.jpg", media_dir / "angry_man.mp4"
+    code = main(["predict", str(image), str(video), "--model", str(model), "--detector-model", str(yunet_model), "--top", "2", "--json"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0 and document["detector"] == "yunet"
+    photo, clip = document["files"]
+    assert photo["file"] == str(image) and photo["kind"] == "image" and photo["annotated"] is None
+    [face] = photo["faces"]
+    assert set(face["box"]) == {"x", "y", "w", "h"} and face["not_classified"] is None
+    assert len(face["emotions"]) == 2 and face["emotions"][0]["score"] >= face["emotions"][1]["score"]
+    assert clip["file"] == str(video) and clip["kind"] == "video" and clip["frames"] == 469 and clip["tracks"]
+    assert all(len(track["emotions"]) == 2 and track["first_s"] <= track["last_s"] for track in clip["tracks"])
+    starts = [alert for alert in clip["alerts"] if alert["event"] == "start"]
+    assert starts and starts[0]["emotion"] == "angry" and 1.0 <= starts[0]["video_time_s"] <= 10.0
+
+
+def test_predict_reports_an_unreadable_video_and_goes_on(model, media_dir, tmp_path, capsys):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    assert main(["predict", str(broken), str(media_dir / "one_face.jpg"), "--model", str(model), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert f"{broken}: cannot open this video" in captured.err
+    assert [f["file"] for f in json.loads(captured.out)["files"]] == [str(media_dir / "one_face.jpg")]

@@ -176,6 +176,9 @@ class AlertRules(BaseModel):
     min_duration_s: float = Field(0.5, ge=0, description="the smoothed score must stay >= enter_threshold this long")
     min_observations: int = Field(5, ge=1, description="classifications needed above enter_threshold before a start")
     cooldown_s: float = Field(60.0, ge=0, description="after an episode, no new start for the same camera, track, emotion")
+    update_every_s: float = Field(
+        10.0, ge=0, description="while an episode lasts, an update event this often (seconds of frame time); 0 = none"
+    )
 
     @field_validator("watched")
     @classmethod
@@ -207,6 +210,48 @@ class AlertRules(BaseModel):
         return threshold.get(emotion, GENERIC_RELEASE) if isinstance(threshold, dict) else threshold
 
 
+def state_directory() -> Path:
+    """Where the daemon keeps state between runs: $STATE_DIRECTORY (systemd), $XDG_STATE_HOME/fer-stream, or ~/.local/state."""
+    state = os.environ.get("STATE_DIRECTORY") or (
+        str(Path(os.environ["XDG_STATE_HOME"]) / "fer-stream") if os.environ.get("XDG_STATE_HOME") else None
+    )
+    return Path(state.split(":")[0]) if state else Path("~/.local/state/fer-stream").expanduser()
+
+
+def _config_key(config_file: Path | None) -> str:
+    """Tells the state of two daemons with different config files apart."""
+    return hashlib.sha256(str(config_file.resolve() if config_file else "").encode()).hexdigest()[:12]
+
+
+def _anchored(path: Path | None, info: ValidationInfo) -> Path | None:
+    if path is None:
+        return None
+    path = path.expanduser()
+    base = (info.context or {}).get("base_dir")
+    return Path(os.path.normpath(Path(base) / path)) if base is not None and not path.is_absolute() else path
+
+
+class SnapshotSettings(BaseModel):
+    """The ``alerts.snapshots:`` section: pictures of each alert's start and end, for the console and scripts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="false = keep no pictures at all (alerts carry snapshot: null)")
+    directory: Path | None = Field(
+        None, description="null = the state directory (as for the outbox), folder snapshots-<hash of the config file's path>"
+    )
+    max_mb: float = Field(200.0, gt=0, description="the pictures never take more than this; the oldest go first")
+    retention_h: float = Field(72.0, gt=0, description="pictures older than this are removed and no longer served")
+
+    @field_validator("directory")
+    @classmethod
+    def _anchor(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return _anchored(path, info)
+
+    def path(self, config_file: Path | None) -> Path:
+        return self.directory or state_directory() / f"snapshots-{_config_key(config_file)}"
+
+
 class AlertsConfig(BaseModel):
     """The ``alerts:`` section: where alerts go inside Redis, how many may wait, and the global rules."""
 
@@ -228,15 +273,12 @@ class AlertsConfig(BaseModel):
         86_400, ge=60, description="how long Redis remembers a delivered alert id, so a retried alert is not added twice"
     )
     rules: AlertRules = Field(default_factory=AlertRules)
+    snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings)
 
     @field_validator("outbox_path")
     @classmethod
     def _anchor(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        if path is None:
-            return None
-        path = path.expanduser()
-        base = (info.context or {}).get("base_dir")
-        return Path(os.path.normpath(Path(base) / path)) if base is not None and not path.is_absolute() else path
+        return _anchored(path, info)
 
     def journal_path(self, config_file: Path | None) -> Path | None:
         """Where waiting alerts are kept (None: in memory only)."""
@@ -244,9 +286,4 @@ class AlertsConfig(BaseModel):
             return None
         if self.outbox_path is not None:
             return self.outbox_path
-        state = os.environ.get("STATE_DIRECTORY") or (
-            str(Path(os.environ["XDG_STATE_HOME"]) / "fer-stream") if os.environ.get("XDG_STATE_HOME") else None
-        )
-        directory = Path(state.split(":")[0]) if state else Path("~/.local/state/fer-stream").expanduser()
-        key = hashlib.sha256(str(config_file.resolve() if config_file else "").encode()).hexdigest()[:12]
-        return directory / f"outbox-{key}.sqlite3"
+        return state_directory() / f"outbox-{_config_key(config_file)}.sqlite3"

@@ -1,4 +1,4 @@
-"""The alert message: one type from the camera worker's rules, through the supervisor's queue, to Redis.
+"""The alert message (schema version 2): one type from the camera worker's rules, through the supervisor's queue, to Redis.
 
 ``alert.schema.json`` beside this file is the public contract for subscribers;
 tests check that every message this model produces validates against it.
@@ -11,12 +11,16 @@ import uuid
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_FILE = "alert.schema.json"
+#: Why an episode ended (``end_reason`` of an ``end`` event).
+EndReason = Literal["calm", "face_lost", "camera_stopped", "daemon_stopped"]
+#: Scores are published with this many decimals: more is noise, and a message diff stays readable.
+SCORE_DECIMALS = 3
 
 
 class Box(BaseModel):
@@ -46,21 +50,34 @@ class ModelRef(BaseModel):
     version: str
 
 
-class Alert(BaseModel):
-    """A start or end of an episode of a watched emotion on one tracked face.
+class Snapshot(BaseModel):
+    """Where the console serves an event's pictures (paths on the daemon's HTTP server)."""
 
-    ``event_at`` of a start event is the capture time of the frame whose
-    classification completed the rule (the latency histogram measures from it).
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    frame: str = Field(description="the whole frame with the face boxed, e.g. /snapshots/<episode_id>-start.jpg")
+    face: str | None = Field(None, description="the face alone; null when faces are blurred for viewers")
+
+
+class Alert(BaseModel):
+    """One event of an episode of a watched emotion on one tracked face: its start, periodic updates, its end.
+
+    Every event of an episode carries the same ``episode_id``. ``event_at`` of a
+    start event is the capture time of the frame whose classification completed
+    the rule (the latency histogram measures from it).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     alert_id: str = Field(default_factory=lambda: uuid.uuid4().hex, pattern=r"^[0-9a-f]{32}$")
-    event: Literal["start", "end"]
+    episode_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    event: Literal["start", "update", "end"]
+    end_reason: EndReason | None = Field(None, description="set on end events only")
     camera: str
     track_id: int = Field(ge=0)
     emotion: str
+    score: float = Field(ge=0, le=1, description="smoothed probability at event_at")
     peak_score: float = Field(ge=0, le=1, description="highest smoothed probability in the episode so far")
     mean_score: float = Field(ge=0, le=1, description="mean smoothed probability over the episode's observations")
     duration_s: float = Field(ge=0, description="event_at - started_at")
@@ -70,6 +87,18 @@ class Alert(BaseModel):
     frame: FrameSize
     model: ModelRef
     host: str
+    snapshot: Snapshot | None = Field(None, description="the event's pictures; null when none were kept")
+
+    @field_validator("score", "peak_score", "mean_score", "duration_s")
+    @classmethod
+    def _rounded(cls, value: float) -> float:
+        return round(value, SCORE_DECIMALS)
+
+    @model_validator(mode="after")
+    def _reason_with_end(self) -> Self:
+        if (self.event == "end") != (self.end_reason is not None):
+            raise ValueError("end_reason is given on end events, and only on them")
+        return self
 
     @field_validator("started_at", "event_at")
     @classmethod

@@ -116,6 +116,10 @@ class AlertPublisher:
         with self._wake:
             return len(self._outbox)
 
+    def health(self) -> dict[str, bool | int]:
+        """For the console: whether Redis answered last time, and how many alerts wait."""
+        return {"redis_up": bool(self._up), "outbox": self.depth}
+
     def close(self, timeout: float = 5.0) -> int:
         """Deliver what can be delivered within ``timeout`` seconds, then stop. Returns how many were left."""
         deadline = time.monotonic() + timeout

@@ -11,20 +11,21 @@ probabilities (half-life in seconds), starting from the uniform distribution.
 Per (track, watched emotion) the state is (thresholds may differ per emotion):
 idle -> candidate (smoothed score >= enter_threshold; start time and observations counted) -> episode (a start
 event was emitted once the candidate lasted min_duration_s with
-min_observations and no cooldown applied) -> idle (an end event when the score
-falls below release_threshold or the track is lost; cooldown begins).
+min_observations and no cooldown applied; an update every update_every_s) -> idle (an end event when the score
+falls below release_threshold, the track is lost or the camera stops; cooldown begins).
 """
 
 from __future__ import annotations
 
 import math
 import socket
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from fer_stream.alerts.config import AlertRules
-from fer_stream.alerts.message import Alert, Box, FrameSize, ModelRef, utc_from_epoch
+from fer_stream.alerts.message import Alert, Box, EndReason, FrameSize, ModelRef, utc_from_epoch
 
 #: A track not observed for this long is dropped (with end events) even if forget() never came.
 STALE_TRACK_S = 60.0
@@ -40,12 +41,16 @@ class _Run:
     n: int = 0
     peak: float = 0.0
     total: float = 0.0
+    last: float = 0.0
     started: bool = False
+    episode_id: str = ""
+    reported_at: float = 0.0  # frame time of the start or the latest update
 
     def add(self, score: float) -> None:
         self.n += 1
         self.peak = max(self.peak, score)
         self.total += score
+        self.last = score
 
     @property
     def mean(self) -> float:
@@ -134,27 +139,27 @@ class AlertTracker:
                 alerts.append(alert)
         return alerts
 
-    def forget(self, track_id: int, t: float) -> list[Alert]:
-        """The tracker lost this face: end its open episodes (at the last time it was seen) and drop it."""
+    def forget(self, track_id: int, t: float, reason: EndReason = "face_lost") -> list[Alert]:
+        """The tracker lost this face (or the camera stops): end its open episodes at the last time it was seen."""
         track = self._tracks.pop(track_id, None)
         self._prune_cooldowns(t)
         if track is None:
             return []
         return [
-            self._end(track_id, track, index, run, track.last_t) for index, run in track.runs.items() if run.started
+            self._end(track_id, track, index, run, track.last_t, reason) for index, run in track.runs.items() if run.started
         ]
 
-    def forget_all(self, t: float) -> list[Alert]:
+    def forget_all(self, t: float, reason: EndReason = "camera_stopped") -> list[Alert]:
         """The camera stops (end of file, shutdown): end every open episode."""
         alerts: list[Alert] = []
         for track_id in list(self._tracks):
-            alerts += self.forget(track_id, t)
+            alerts += self.forget(track_id, t, reason)
         return alerts
 
     def smoothed(self, track_id: int) -> dict[str, float] | None:
-        """The track's smoothed score of each watched emotion (live view, tuning), None for an unknown track."""
+        """The track's smoothed probability of every label (console chart, tuning), None for an unknown track."""
         track = self._tracks.get(track_id)
-        return None if track is None else {self.labels[i]: float(track.smoothed[i]) for i in self._watched}
+        return None if track is None else {label: float(p) for label, p in zip(self.labels, track.smoothed, strict=True)}
 
     def is_alerting(self, track_id: int) -> bool:
         """Whether the track is inside an episode (for the live view)."""
@@ -173,8 +178,12 @@ class AlertTracker:
         if run is not None and run.started:
             if score < self._release[index]:
                 del track.runs[index]
-                return self._end(track_id, track, index, run, t)
+                run.last = score
+                return self._end(track_id, track, index, run, t, "calm")
             run.add(score)
+            if rules.update_every_s > 0 and t - run.reported_at >= rules.update_every_s:
+                run.reported_at = t
+                return self._alert("update", track_id, track, index, run, t)
             return None
         if score < self._enter[index]:
             track.runs.pop(index, None)
@@ -185,21 +194,26 @@ class AlertTracker:
         sustained = t - run.since >= rules.min_duration_s and run.n >= rules.min_observations
         cooling = max(self._cooldown_until.get((track_id, index), -math.inf), self._camera_cooldown.get(index, -math.inf))
         if sustained and t >= cooling:
-            run.started = True
+            run.started, run.episode_id, run.reported_at = True, uuid.uuid4().hex, t
             return self._alert("start", track_id, track, index, run, t)
         return None
 
-    def _end(self, track_id: int, track: _Track, index: int, run: _Run, t: float) -> Alert:
+    def _end(self, track_id: int, track: _Track, index: int, run: _Run, t: float, reason: EndReason) -> Alert:
         self._cooldown_until[(track_id, index)] = t + self.rules.cooldown_s
-        return self._alert("end", track_id, track, index, run, t)
+        return self._alert("end", track_id, track, index, run, t, reason)
 
-    def _alert(self, event: str, track_id: int, track: _Track, index: int, run: _Run, t: float) -> Alert:
+    def _alert(
+        self, event: str, track_id: int, track: _Track, index: int, run: _Run, t: float, reason: EndReason | None = None
+    ) -> Alert:
         x, y, w, h = (int(v) for v in track.box)
         return Alert(
+            episode_id=run.episode_id,
             event=event,
+            end_reason=reason,
             camera=self.camera,
             track_id=track_id,
             emotion=self.labels[index],
+            score=min(max(run.last, 0.0), 1.0),
             peak_score=min(max(run.peak, 0.0), 1.0),
             mean_score=min(max(run.mean, 0.0), 1.0),
             duration_s=max(t - run.since, 0.0),

@@ -17,21 +17,19 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from fer_stream.alerts.message import Alert
+from fer_stream.alerts.message import Alert, EndReason
 from fer_stream.camera.overload import FpsGovernor
-from fer_stream.config.models import CameraSettings
-from fer_stream.faces import draw_annotations
+from fer_stream.config.models import CameraSettings, ConsoleSettings
+from fer_stream.evidence.recorder import EvidenceRecorder
+from fer_stream.faces import blur_faces, draw_annotations
 from fer_stream.faces.quality import QualityProblem
-from fer_stream.messages import CameraStatus, CameraView, FaceRequest, FaceResult, SourceState
+from fer_stream.messages import AlertPictures, CameraStatus, CameraView, FaceRequest, FaceResult, SourceState
 from fer_stream.queues import BoundedQueue
 
 log = logging.getLogger(__name__)
 
 #: Seconds between heartbeats to the supervisor.
 STATUS_EVERY_S = 1.0
-#: At most this many live-view JPEGs a second, and only while someone is watching.
-VIEW_FPS = 2.0
-VIEW_WIDTH = 480
 JPEG_QUALITY = 70
 #: How much lower than the inference worker's the camera processes' CPU priority is.
 CAMERA_NICENESS = 5
@@ -56,6 +54,9 @@ class CameraSpec:
     max_backlog: int = 64
     #: emotion -> epoch second: episodes a dead predecessor left open still cool down (AlertTracker).
     camera_cooldowns: dict[str, float] = field(default_factory=dict)
+    #: Whether alert events get pictures (alerts.snapshots.enabled).
+    snapshots: bool = True
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
     def name(self) -> str:
@@ -71,13 +72,17 @@ class CameraQueues:
     alerts: BoundedQueue[Alert]
     status: BoundedQueue[CameraStatus]
     views: BoundedQueue[CameraView]
+    pictures: BoundedQueue[AlertPictures]
 
     def outgoing(self) -> tuple[BoundedQueue, ...]:
-        return (self.requests, self.alerts, self.status, self.views)
+        return (self.requests, self.alerts, self.status, self.views, self.pictures)
 
 
 def main(spec: CameraSpec, queues: CameraQueues, view_wanted, parent_pid: int, heartbeat) -> None:
-    """Process entry point (spawned by the supervisor); ``heartbeat`` (shared double) gets the time of each step."""
+    """Process entry point (spawned by the supervisor); ``heartbeat`` (shared double) gets the time of each step.
+
+    ``view_wanted`` (an Event) is set by the supervisor while someone watches this camera on the console.
+    """
     from fer_stream.process import parent_alive, start_child
 
     stop = start_child(f"camera {spec.name}", spec.log_level)
@@ -91,12 +96,16 @@ def main(spec: CameraSpec, queues: CameraQueues, view_wanted, parent_pid: int, h
         q.detach_on_exit()
     loop = CameraLoop(spec, queues, view_wanted)
     loop.start()
+    reason: EndReason = "camera_stopped"
     try:
-        while not stop.is_set() and parent_alive(parent_pid) and not loop.finished:
+        while not loop.finished:
+            if stop.is_set() or not parent_alive(parent_pid):
+                reason = "daemon_stopped"
+                break
             heartbeat.value = time.monotonic()  # the supervisor's watchdog reads it
             loop.step()
     finally:
-        loop.close()
+        loop.close(reason)
     log.info("stopped")
 
 
@@ -132,6 +141,7 @@ class CameraLoop:
             first_track_id=spec.first_track_id,
             camera_cooldowns=spec.camera_cooldowns,
         )
+        self.recorder = EvidenceRecorder(blur=spec.console.blur_faces) if spec.snapshots and spec.alerts_enabled else None
         self.finished = False
         self._next_due = 0.0
         self._last_frame_id: int | None = None
@@ -156,19 +166,28 @@ class CameraLoop:
         self.m_over_capacity = metrics.CAMERA_OVER_CAPACITY.labels(camera=cam)
         self.m_over_capacity.set(0)
         self.m_shed = metrics.FRAMES_SHED.labels(camera=cam)
+        self.m_view_encoded = metrics.CONSOLE_FRAMES_ENCODED.labels(camera=cam)
         self.m_gated = {problem: metrics.FACES_GATED.labels(camera=cam, reason=problem.value) for problem in QualityProblem}
 
     def start(self) -> None:
         self.source.start()
 
-    def close(self) -> None:
+    def close(self, reason: EndReason = "camera_stopped") -> None:
         """Stop reading, end the open alert episodes and hand their end events over before the process exits."""
         self.source.close()
         self.handle_results()  # classifications already back still count
-        for alert in self.pipeline.finish(time.time()):
-            self.queues.alerts.put(alert)
-        if not self.queues.alerts.flush(ALERT_FLUSH_S):
+        for alert in self.pipeline.finish(time.time(), reason):
+            self.send_alert(alert)
+        if not (self.queues.pictures.flush(ALERT_FLUSH_S) and self.queues.alerts.flush(ALERT_FLUSH_S)):
             log.warning("the supervisor did not take the last alerts within %.0f s; they are lost", ALERT_FLUSH_S)
+
+    def send_alert(self, alert: Alert) -> None:
+        """Hand an alert to the supervisor, its pictures first (so the console has them when the alert arrives)."""
+        pictured = None if self.recorder is None else self.recorder.picture(alert)
+        if pictured is not None:
+            alert, pictures = pictured
+            self.queues.pictures.put(pictures)
+        self.queues.alerts.put(alert)
 
     def step(self) -> None:
         now = time.monotonic()
@@ -203,10 +222,15 @@ class CameraLoop:
                 FaceRequest(camera=self.name, track_id=crop.track_id, frame_id=frame.frame_id, captured_at=frame.captured_at,
                             captured_monotonic=frame.captured_monotonic, face=crop.face)
             )
+        if self.recorder is not None:
+            self.recorder.remember(frame.image, frame.captured_at, self.face_boxes())
         for alert in faces.alerts:
-            self.queues.alerts.put(alert)
+            self.send_alert(alert)
         self.m_tracks.set(len(self.pipeline.tracks))
         self.maybe_send_view(frame.image)
+
+    def face_boxes(self) -> tuple[tuple[int, int, int, int], ...]:
+        return tuple(face.box for face in self.pipeline.tracks.values())
 
     def handle_results(self) -> None:
         now = time.monotonic()
@@ -216,7 +240,7 @@ class CameraLoop:
             self.m_classified.inc()
             self.m_predictions[self.spec.labels[int(np.argmax(result.probabilities))]].inc()
             for alert in self.pipeline.observe(result.track_id, result.probabilities, result.captured_at):
-                self.queues.alerts.put(alert)
+                self.send_alert(alert)
 
     @property
     def period(self) -> float:
@@ -246,17 +270,22 @@ class CameraLoop:
         self._last_status = now
 
     def maybe_send_view(self, image: np.ndarray) -> None:
+        """Encode a live-view JPEG at console.live_fps, only while someone watches this camera."""
         now = time.monotonic()
-        if not self.view_wanted.is_set() or now - self._last_view < 1.0 / VIEW_FPS:
+        console = self.spec.console
+        if not self.view_wanted.is_set() or now - self._last_view < 1.0 / console.live_fps:
             return
         views = self.pipeline.views()
+        if console.blur_faces:
+            image = blur_faces(image, self.face_boxes())
         annotated = draw_annotations(
             image, [(v.box, v.emotion, v.score, v.track_id, v.alerting) for v in views], alerting=any(v.alerting for v in views)
         )
-        scale = VIEW_WIDTH / annotated.shape[1]
+        scale = console.live_width / annotated.shape[1]
         if scale < 1:
-            annotated = cv2.resize(annotated, (VIEW_WIDTH, round(annotated.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+            annotated = cv2.resize(annotated, (console.live_width, round(annotated.shape[0] * scale)), interpolation=cv2.INTER_AREA)
         ok, jpeg = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if ok:
             self.queues.views.put(CameraView(camera=self.name, at=now, jpeg=jpeg.tobytes()))
+            self.m_view_encoded.inc()
         self._last_view = now

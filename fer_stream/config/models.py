@@ -11,6 +11,7 @@ overrides applied, validated again as a whole: :meth:`FerStreamConfig.camera_set
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -158,11 +159,54 @@ class WatchdogSettings(_Section):
     )
 
 
-class HttpSettings(_Section):
-    """The daemon's HTTP server: /metrics, /healthz, /readyz and the live view."""
+#: The smallest console token accepted: a shorter one can be guessed through the login form.
+MIN_TOKEN_LENGTH = 16
 
-    host: str = Field("127.0.0.1", description="bind address; 0.0.0.0 exposes it on every interface")
+
+class HttpSettings(_Section):
+    """The daemon's HTTP server: the console, /metrics, /healthz, /readyz, and who may use them."""
+
+    host: str = Field("127.0.0.1", description="bind address; anything but loopback needs the access token")
     port: int = Field(9101, ge=0, le=65535, description="0 = pick a free port")
+    token_env: str = Field(
+        "FER_STREAM_CONSOLE_TOKEN",
+        description=f"environment variable holding the console's access token (at least {MIN_TOKEN_LENGTH} characters); "
+        "required when host is not loopback, and enforced whenever it is set",
+    )
+    protect_probes: bool = Field(
+        False, description="also require the token for /healthz, /readyz and /metrics (probes and scrapes then need it)"
+    )
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"{name!r} is not an environment variable name (e.g. FER_STREAM_CONSOLE_TOKEN)")
+        return name
+
+    @property
+    def loopback(self) -> bool:
+        """Whether only this machine can reach the server."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False  # a host name: it may resolve to anything
+
+    def token(self) -> str | None:
+        """The access token from the environment (read at start; never logged or shown)."""
+        return os.environ.get(self.token_env) or None
+
+
+class ConsoleSettings(_Section):
+    """What the console shows (served by the daemon's HTTP server, see ``http:``)."""
+
+    blur_faces: bool = Field(
+        False, description="pixelate faces in the live view and in alert pictures, and keep no face pictures"
+    )
+    live_fps: float = Field(2.0, gt=0, le=15, description="live-view frames a second per watched camera")
+    live_width: int = Field(640, ge=160, le=1920, description="live-view frames are downscaled to this width")
 
 
 def _overrides_of(section: type[SectionT]) -> type[BaseModel]:
@@ -308,6 +352,7 @@ class FerStreamConfig(_Section):
     overload: OverloadSettings = Field(default_factory=OverloadSettings)
     watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     cameras: list[CameraConfig] = Field(min_length=1)

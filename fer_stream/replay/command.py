@@ -65,12 +65,7 @@ def format_trace(trace: Trace, fps: float) -> str:
         f"{trace.video}: {trace.duration_s:.1f} s at {fps:g} fps, {trace.frames} frames, {trace.detections} faces detected, "
         f"{trace.classified} classified (not classified: {gated}), {starts} alert episode{'s' if starts != 1 else ''}"
     ]
-    for timed in trace.alerts:
-        alert = timed.alert
-        lines.append(
-            f"  {timed.t:7.2f} s  {alert.event:<5}  {alert.emotion:<8}  track {alert.track_id}  "
-            f"peak {alert.peak_score:.2f}  mean {alert.mean_score:.2f}  duration {alert.duration_s:.1f} s"
-        )
+    lines += [f"  {timed.line()}" for timed in trace.alerts]
     return "\n".join(lines)
 
 
@@ -82,8 +77,5 @@ def as_json(trace: Trace) -> dict:
         "faces_detected": trace.detections,
         "faces_classified": trace.classified,
         "faces_gated": dict(trace.gated),
-        "alerts": [
-            {"video_time_s": round(timed.t, 3), **timed.alert.model_dump(mode="json", exclude={"alert_id", "host"})}
-            for timed in trace.alerts
-        ],
+        "alerts": [timed.as_json() for timed in trace.alerts],
     }

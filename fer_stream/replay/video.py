@@ -11,7 +11,7 @@ or classifying again (``calibrate``).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +55,17 @@ class TimedAlert:
     t: float
     alert: Alert
 
+    def line(self) -> str:
+        alert = self.alert
+        return (
+            f"{self.t:7.2f} s  {alert.event:<6}  {alert.emotion:<8}  track {alert.track_id}  "
+            f"peak {alert.peak_score:.2f}  mean {alert.mean_score:.2f}  duration {alert.duration_s:.1f} s"
+        )
+
+    def as_json(self) -> dict:
+        """The alert as published, at its video time; ``alert_id`` and ``host`` mean nothing offline."""
+        return {"video_time_s": round(self.t, 3), **self.alert.model_dump(mode="json", exclude={"alert_id", "host"})}
+
 
 @dataclass(slots=True, kw_only=True)
 class Trace:
@@ -73,14 +84,32 @@ class Trace:
         return sum(isinstance(event, Observation) for event in self.events)
 
 
+def _open(video: Path) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise VideoError(f"{video}: cannot open this video (missing, unreadable, or a format FFmpeg does not know)")
+    return capture
+
+
+def _frame_rate(capture: cv2.VideoCapture) -> float:
+    return capture.get(cv2.CAP_PROP_FPS) or 30.0  # a container that does not say is taken as 30 fps
+
+
+def video_fps(video: Path) -> float:
+    """The video's own frame rate: sampling at it yields every frame."""
+    capture = _open(video)
+    try:
+        return _frame_rate(capture)
+    finally:
+        capture.release()
+
+
 def sample_frames(video: Path, fps: float, loops: int = 1) -> Iterator[tuple[float, np.ndarray]]:
     """(seconds of video, frame) at ``fps``, over ``loops`` plays back to back with time running on."""
-    offset, next_sample, emitted = 0.0, 0.0, False
+    offset, samples = 0.0, 0
     for _ in range(loops):
-        capture = cv2.VideoCapture(str(video))
-        if not capture.isOpened():
-            raise VideoError(f"{video}: cannot open this video (missing, unreadable, or a format FFmpeg does not know)")
-        video_fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+        capture = _open(video)
+        video_fps = _frame_rate(capture)
         index = 0
         try:
             while True:
@@ -89,22 +118,27 @@ def sample_frames(video: Path, fps: float, loops: int = 1) -> Iterator[tuple[flo
                     break
                 t = offset + index / video_fps
                 index += 1
-                if t + 1e-9 < next_sample:
+                if t + 1e-9 < samples / fps:  # counted, not summed: no drift, and at the video's fps every frame
                     continue
                 ok, frame = capture.retrieve()
                 if not ok or frame is None:
                     continue
-                next_sample += 1.0 / fps
-                emitted = True
+                samples += 1
                 yield t, frame
         finally:
             capture.release()
         offset += index / video_fps
-    if not emitted:
+    if not samples:
         raise VideoError(f"{video}: no frame could be decoded")
 
 
-def replay_video(video: Path, pipeline: FacePipeline, classify: Classify, *, fps: float, loops: int = 1) -> Trace:
+#: Called with (seconds of video, frame) once the frame's faces are classified: ``pipeline.views()`` is then this frame's.
+FrameHook = Callable[[float, np.ndarray], None]
+
+
+def replay_video(
+    video: Path, pipeline: FacePipeline, classify: Classify, *, fps: float, loops: int = 1, on_frame: FrameHook | None = None
+) -> Trace:
     """Run one video through ``pipeline`` (its rules, when it has them, raise the trace's alerts)."""
     trace = Trace(video=video)
     t = 0.0
@@ -121,6 +155,8 @@ def replay_video(video: Path, pipeline: FacePipeline, classify: Classify, *, fps
             for crop, p in zip(faces.crops, probabilities, strict=True)
         ]
         trace.alerts += [TimedAlert(t=t, alert=alert) for alert in alerts]
+        if on_frame is not None:
+            on_frame(t, frame)
     trace.duration_s = t + 1.0 / fps
     trace.alerts += [TimedAlert(t=trace.duration_s, alert=alert) for alert in pipeline.finish(EPOCH + trace.duration_s)]
     return trace

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import fer_stream
-from fer_stream.alerts.message import Alert, utc_from_epoch
+from fer_stream.alerts.message import Alert, EndReason, utc_from_epoch
 from fer_stream.camera.worker import CameraQueues, CameraSpec
 from fer_stream.config.models import FerStreamConfig
 from fer_stream.config.shard import Shard
 from fer_stream.daemon_state import DaemonState
 from fer_stream.inference.worker import InferenceSpec
-from fer_stream.messages import CameraStatus, ModelStatus
+from fer_stream.messages import AlertPictures, CameraStatus, ModelStatus
 from fer_stream.queues import BoundedQueue
 from fer_stream.supervisor.metrics_dir import LOCK as METRICS_LOCK
 from fer_stream.supervisor.metrics_dir import forget_dead_process
@@ -38,7 +38,8 @@ from fer_stream.supervisor.restarts import RestartPolicy
 
 if TYPE_CHECKING:
     from fer_stream.alerts.publisher import AlertPublisher
-    from fer_stream.http.server import DaemonHTTPServer
+    from fer_stream.evidence.store import SnapshotStore
+    from fer_stream.http.server import ConsoleServer
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,10 @@ TICK_S = 0.2
 #: Longest the start waits for the model before starting the cameras.
 MODEL_WAIT_S = 60.0
 ALERTS_QUEUE_SIZE = 1024
+PICTURES_QUEUE_SIZE = 64
 STATUS_QUEUE_SIZE = 256
+#: How often expired alert pictures are removed.
+SNAPSHOT_SWEEP_S = 10.0
 #: Each camera worker generation gets its own block of track ids, so ids are never reused after a restart.
 TRACK_IDS_PER_WORKER = 100_000
 
@@ -100,13 +104,15 @@ class Daemon:
         DAEMON_INFO.labels(shard=str(shard or "all"), version=fer_stream.__version__).set(1)
         self.state = DaemonState(self.cameras)
         self.ctx = multiprocessing.get_context("spawn")
-        self.view_wanted = self.ctx.Event()
+        #: camera -> set while someone watches it on the console
+        self.view_wanted = {c: self.ctx.Event() for c in self.cameras}
         inference = config.inference
         self.requests: BoundedQueue = BoundedQueue(self.ctx, "requests", inference.request_queue_size)
         self.results: dict[str, BoundedQueue] = {
             c: BoundedQueue(self.ctx, f"results-{c}", inference.result_queue_size) for c in self.cameras
         }
         self.alerts: BoundedQueue = BoundedQueue(self.ctx, "alerts", ALERTS_QUEUE_SIZE)
+        self.pictures: BoundedQueue[AlertPictures] = BoundedQueue(self.ctx, "pictures", PICTURES_QUEUE_SIZE)
         self.status: BoundedQueue[CameraStatus] = BoundedQueue(self.ctx, "status", STATUS_QUEUE_SIZE)
         self.ready: BoundedQueue[ModelStatus] = BoundedQueue(self.ctx, "ready", 4)
         self.views: BoundedQueue = BoundedQueue(self.ctx, "views", max(4, 2 * len(self.cameras)))
@@ -115,8 +121,10 @@ class Daemon:
         self.open_episodes: dict[str, dict[tuple[int, str], Alert]] = {c: {} for c in self.cameras}
         #: camera -> emotion -> epoch second: cooldowns a restarted camera worker inherits.
         self.camera_cooldowns: dict[str, dict[str, float]] = {c: {} for c in self.cameras}
-        self.http: DaemonHTTPServer | None = None
+        self.http: ConsoleServer | None = None
         self.publisher: AlertPublisher | None = None
+        self.snapshots: SnapshotStore | None = None
+        self._swept_at = 0.0
         self._stopping = False
 
     # --- start ---------------------------------------------------------------
@@ -124,17 +132,26 @@ class Daemon:
         """Start the publisher, HTTP and the workers; a ``stop`` set meanwhile ends the start early."""
         stop = stop or threading.Event()
         from fer_stream.alerts.publisher import AlertPublisher
+        from fer_stream.evidence.store import SnapshotStore
+        from fer_stream.http.access import Access
+        from fer_stream.http.history import AlertHistory
         from fer_stream.http.server import start_http_server
 
-        if self.config.alerts.enabled:
-            publisher = self.publisher = AlertPublisher(
-                self.config.redis, self.config.alerts, self.config.alerts.journal_path(self.config_path)
-            )
+        alerts, http = self.config.alerts, self.config.http
+        if alerts.enabled:
+            publisher = self.publisher = AlertPublisher(self.config.redis, alerts, alerts.journal_path(self.config_path))
             publisher.check_connection()  # bad credentials or TLS stop the start; a Redis merely away does not
             publisher.start()
+            self.state.delivery = publisher.health
+            if alerts.snapshots.enabled:
+                snapshots = alerts.snapshots
+                self.snapshots = SnapshotStore(snapshots.path(self.config_path), max_bytes=int(snapshots.max_mb * 1e6),
+                                               retention_s=snapshots.retention_h * 3600)
         self.http = start_http_server(
-            self.config.http.host, self.config.http.port, self.state, self.metrics_dir, METRICS_LOCK
-        )
+            http.host, http.port, self.state, self.metrics_dir, METRICS_LOCK,
+            access=Access(http.token(), protect_probes=http.protect_probes), snapshots=self.snapshots,
+            history=AlertHistory(self.config.redis, alerts) if alerts.enabled else None,
+        )  # fmt: skip
         self._add(Child(INFERENCE, self._make_inference, self._heartbeat(), on_death=self._inference_died))
         self._wait_for_model(MODEL_WAIT_S, stop)
         if stop.is_set():
@@ -191,7 +208,7 @@ class Daemon:
         from fer_stream.camera import worker
 
         settings = self.config.camera_settings(name)
-        queues = CameraQueues(self.requests, self.results[name], self.alerts, self.status, self.views)
+        queues = CameraQueues(self.requests, self.results[name], self.alerts, self.status, self.views, self.pictures)
         generation = itertools.count()
 
         def make(heartbeat: Any) -> BaseProcess:
@@ -202,9 +219,10 @@ class Daemon:
                 first_track_id=1 + TRACK_IDS_PER_WORKER * next(generation),
                 max_backlog=max(1, self.config.inference.request_queue_size // 4),
                 camera_cooldowns={e: t for e, t in self.camera_cooldowns[name].items() if t > now},
+                snapshots=self.snapshots is not None, console=self.config.console,
             )  # fmt: skip
             return self.ctx.Process(
-                target=worker.main, args=(spec, queues, self.view_wanted, os.getpid(), heartbeat),
+                target=worker.main, args=(spec, queues, self.view_wanted[name], os.getpid(), heartbeat),
                 name=camera_worker_name(name), daemon=False,
             )
 
@@ -220,21 +238,21 @@ class Daemon:
         def hook() -> None:
             self._repair(self.requests, reader=True, writer=False)
             self._repair(self.results[name], reader=True, writer=False)
-            for q in (self.alerts, self.status, self.views):
+            for q in (self.alerts, self.status, self.views, self.pictures):
                 self._repair(q, reader=True, writer=False)
             self._pump()  # the alerts it sent before dying count first
-            self._end_orphaned_episodes(name)
+            self._end_orphaned_episodes(name, "camera_stopped")
 
         return hook
 
-    def _end_orphaned_episodes(self, camera: str) -> None:
+    def _end_orphaned_episodes(self, camera: str, reason: EndReason) -> None:
         """A dead camera worker cannot end its episodes: end them here, and let them cool down in its successor."""
         now = time.time()
         cooldown = self.config.camera_settings(camera).alert_rules.cooldown_s
         for start in list(self.open_episodes[camera].values()):
-            end = start.model_copy(update={
-                "event": "end", "alert_id": uuid.uuid4().hex, "event_at": utc_from_epoch(now),
-                "duration_s": max(now - start.started_at.timestamp(), 0.0),
+            end = Alert.model_validate({
+                **start.model_dump(), "event": "end", "end_reason": reason, "alert_id": uuid.uuid4().hex,
+                "event_at": utc_from_epoch(now), "duration_s": max(now - start.started_at.timestamp(), 0.0), "snapshot": None,
             })  # fmt: skip
             log.warning("camera %s died inside an episode (track %d, %s): ended it; no new %s start on this camera "
                         "for %.0f s", camera, start.track_id, start.emotion, start.emotion, cooldown)  # fmt: skip
@@ -248,11 +266,11 @@ class Daemon:
         episodes = self.open_episodes.setdefault(alert.camera, {})
         if alert.event == "start":
             episodes[(alert.track_id, alert.emotion)] = alert
-        else:
+        elif alert.event == "end":
             episodes.pop((alert.track_id, alert.emotion), None)
         if self.publisher is not None:
             self.publisher.submit(alert)
-        self.state.count_alert()
+        self.state.record_alert(alert)
 
     @staticmethod
     def _repair(q: BoundedQueue, reader: bool, writer: bool) -> None:
@@ -273,7 +291,7 @@ class Daemon:
 
     def tick(self) -> None:
         sentinels = [c.process.sentinel for c in self.children.values() if c.process is not None and c.restart_at is None]
-        readers = [q._queue._reader for q in (self.status, self.ready, self.alerts, self.views)]  # type: ignore[attr-defined]
+        readers = [q._queue._reader for q in (self.status, self.ready, self.alerts, self.views, self.pictures)]  # type: ignore[attr-defined]
         multiprocessing.connection.wait(sentinels + readers, timeout=TICK_S)
         self._pump()
         for q in self.queues():
@@ -281,13 +299,21 @@ class Daemon:
         now = time.monotonic()
         for child in self.children.values():
             self._check(child, now)
-        if self.state.viewers_present():
-            self.view_wanted.set()
-        else:
-            self.view_wanted.clear()
+        self._update_viewers()
+        if self.snapshots is not None and now - self._swept_at >= SNAPSHOT_SWEEP_S:
+            self._swept_at = now
+            self.snapshots.sweep()
+
+    def _update_viewers(self) -> None:
+        """Cameras encode live-view frames only while someone watches them."""
+        from fer_stream.metrics import CONSOLE_VIEWERS
+
+        for camera, wanted in self.view_wanted.items():
+            (wanted.set if self.state.viewers_present(camera) else wanted.clear)()
+            CONSOLE_VIEWERS.labels(camera=camera).set(self.state.viewers.get(camera, 0))
 
     def queues(self) -> tuple[BoundedQueue, ...]:
-        return (self.requests, *self.results.values(), self.alerts, self.status, self.ready, self.views)
+        return (self.requests, *self.results.values(), self.alerts, self.status, self.ready, self.views, self.pictures)
 
     def _pump(self) -> None:
         for status in self.status.drain(STATUS_QUEUE_SIZE):
@@ -298,8 +324,17 @@ class Daemon:
                 self.state.set_model(model)
         for view in self.views.drain(64):
             self.state.update_view(view)
+        self._keep_pictures()  # before the alerts that refer to them
         for alert in self.alerts.drain(ALERTS_QUEUE_SIZE):
             self._forward(alert)
+
+    def _keep_pictures(self) -> None:
+        for pictures in self.pictures.drain(PICTURES_QUEUE_SIZE):
+            if self.snapshots is not None:
+                try:
+                    self.snapshots.put(pictures)
+                except OSError as exc:
+                    log.error("alert picture %s not kept: %s", pictures.name, exc)
 
     def _check(self, child: Child, now: float) -> None:
         process = child.process
@@ -368,14 +403,14 @@ class Daemon:
             self.publisher.close(timeout=1.0)
         if self.http is not None:
             self.http.shutdown()
-            self.http.server_close()
         for q in self.queues():
             q.close()
 
     def _pump_alerts_only(self) -> None:
         """At shutdown: forward the last alerts, and end episodes of cameras that were killed instead of stopping."""
+        self._keep_pictures()
         for alert in self.alerts.drain(ALERTS_QUEUE_SIZE):
             self._forward(alert)
         for camera in self.cameras:
             if self.open_episodes.get(camera):
-                self._end_orphaned_episodes(camera)
+                self._end_orphaned_episodes(camera, "daemon_stopped")

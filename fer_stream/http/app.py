@@ -1,0 +1,255 @@
+"""The console and the probes, as one Starlette application over the daemon's state.
+
+Starlette on uvicorn: an ASGI stack holds many long-lived streams (live video,
+the alert list's server-sent events) on one thread's event loop, where a
+thread per connection would not scale, and it is small (the console needs
+routing, streaming and static files, not FastAPI's schema layer). Everything
+it shows comes from ``DaemonState``, the snapshot store and the Redis stream;
+no request reaches a child process. Camera URLs never appear: cameras are
+shown by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from fer_stream.alerts.message import Alert
+from fer_stream.daemon_state import DaemonState
+from fer_stream.evidence.store import SnapshotStore
+from fer_stream.http import pages
+from fer_stream.http.access import COOKIE, SESSION_S, Access, RequireToken
+from fer_stream.http.history import AlertHistory, HistoryUnavailableError
+
+#: How often a live stream looks for a newer frame, and an idle event stream sends a keep-alive comment.
+FRAME_POLL_S = 0.05
+KEEPALIVE_S = 15.0
+#: A failed login waits this long, so the token cannot be guessed quickly.
+LOGIN_FAILURE_DELAY_S = 1.0
+MJPEG_BOUNDARY = "fer-frame"
+
+
+class Console:
+    """The routes, and the state they share; ``closing`` ends every open stream at shutdown."""
+
+    def __init__(
+        self, state: DaemonState, *, metrics_dir: str, metrics_lock: threading.Lock, access: Access,
+        snapshots: SnapshotStore | None = None, history: AlertHistory | None = None,
+    ) -> None:  # fmt: skip
+        self.state = state
+        self.metrics_lock = metrics_lock
+        self.access = access
+        self.snapshots = snapshots
+        self.history = history
+        self.registry = CollectorRegistry()
+        MultiProcessCollector(self.registry, path=metrics_dir)
+        self.closing = threading.Event()
+        self._listeners: set[asyncio.Queue[str]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        state.alert_listeners.append(self._on_alert)
+
+    def app(self) -> Any:
+        static = resources.files("fer_stream.http").joinpath("static")
+        routes = [
+            Route("/", self.index),
+            Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz),
+            Route("/metrics", self.metrics),
+            Route("/status", self.status),
+            Route("/login", self.login_form, methods=["GET"]),
+            Route("/login", self.login, methods=["POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+            Route("/cameras/{name}.jpg", self.camera_jpeg),
+            Route("/cameras/{name}/live.mjpeg", self.camera_stream),
+            Route("/cameras/{name}", self.camera_page),
+            Route("/api/alerts", self.alert_history),
+            Route("/api/alerts/live", self.alert_events),
+            Route("/api/cameras/{name}/scores", self.camera_scores),
+            Route("/snapshots/{file}", self.snapshot),
+            Mount("/static", StaticFiles(directory=str(static)), name="static"),
+        ]
+        return RequireToken(Starlette(routes=routes), self.access, pages.login)
+
+    # --- probes and scrapes ------------------------------------------------------
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(self, request: Request) -> Response:
+        ready, reason = self.state.readiness()
+        return JSONResponse({"ready": ready, "reason": reason}, status_code=200 if ready else 503)
+
+    def metrics(self, request: Request) -> Response:  # sync: Starlette runs it in a worker thread
+        with self.metrics_lock:
+            body = generate_latest(self.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    def status(self, request: Request) -> Response:
+        return JSONResponse(self.state.snapshot())
+
+    # --- pages ---------------------------------------------------------------------
+    async def index(self, request: Request) -> Response:
+        return HTMLResponse(pages.index(self.state.cameras, logout=self.access.required))
+
+    async def camera_page(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in self.state.cameras:
+            return _not_found(f"no camera named {name!r}")
+        return HTMLResponse(pages.camera(name, logout=self.access.required))
+
+    async def login_form(self, request: Request) -> Response:
+        return HTMLResponse(pages.login(request.query_params.get("next", "/")))
+
+    async def login(self, request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        token, target = form.get("token", [""])[0], _local_path(form.get("next", ["/"])[0])
+        if not self.access.required:
+            return RedirectResponse(target, status_code=303)
+        if not self.access.token_matches(token):
+            await asyncio.sleep(LOGIN_FAILURE_DELAY_S)
+            return HTMLResponse(pages.login(target, failed=True), status_code=401)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(COOKIE, self.access.session_cookie(), max_age=SESSION_S, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    # --- live video ----------------------------------------------------------------
+    async def camera_jpeg(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in self.state.cameras:
+            return _not_found(f"no camera named {name!r}")
+        jpeg = self.state.view_jpeg(name)
+        if jpeg is None:
+            return JSONResponse({"error": "no frame yet; the camera starts sending while someone watches"}, status_code=503)
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def camera_stream(self, request: Request) -> Response:
+        """MJPEG: each new live-view frame as one part; the camera encodes only while such a stream is open."""
+        name = request.path_params["name"]
+        if name not in self.state.cameras:
+            return _not_found(f"no camera named {name!r}")
+
+        async def parts():
+            with self.state.watching(name):
+                sent_at = None
+                while not self.closing.is_set() and not await request.is_disconnected():
+                    view = self.state.view(name)
+                    if view is not None and view.at != sent_at:
+                        sent_at = view.at
+                        head = f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(view.jpeg)}\r\n\r\n"
+                        yield head.encode() + view.jpeg + b"\r\n"
+                    await asyncio.sleep(FRAME_POLL_S)
+
+        return StreamingResponse(parts(), media_type=f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
+                                 headers={"Cache-Control": "no-store"})
+
+    # --- alerts ----------------------------------------------------------------------
+    def _on_alert(self, alert: Alert) -> None:
+        """From the supervisor's thread: hand the alert to every open event stream."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        data = alert.to_json()
+        for queue in list(self._listeners):
+            loop.call_soon_threadsafe(_offer, queue, data)
+
+    async def alert_events(self, request: Request) -> Response:
+        """Server-sent events: every alert as it leaves the supervisor (the browser's EventSource reconnects)."""
+        self._loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
+        self._listeners.add(queue)
+
+        async def events():
+            try:
+                yield "retry: 2000\n\n"
+                idle = 0.0
+                while not self.closing.is_set() and not await request.is_disconnected():
+                    try:
+                        data = await asyncio.wait_for(queue.get(), timeout=0.5)
+                    except TimeoutError:
+                        idle += 0.5
+                        if idle >= KEEPALIVE_S:
+                            idle = 0.0
+                            yield ": keep-alive\n\n"
+                        continue
+                    idle = 0.0
+                    yield f"event: alert\ndata: {data}\n\n"
+            finally:
+                self._listeners.discard(queue)
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    async def alert_history(self, request: Request) -> Response:
+        """A page of past alert events: from the Redis stream, or (alerts not published, Redis away) the recent ones here."""
+        try:
+            limit = int(request.query_params.get("limit", "50"))
+        except ValueError:
+            return JSONResponse({"error": "limit must be a whole number"}, status_code=400)
+        before = request.query_params.get("before")
+        if self.history is not None:
+            try:
+                page = await run_in_threadpool(self.history.page, before=before, limit=limit)
+                return JSONResponse({**page, "source": "redis"})
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            except HistoryUnavailableError as exc:
+                reason = str(exc)
+        else:
+            reason = "alerts are not published (alerts.enabled: false)"
+        if before is not None:
+            return JSONResponse({"events": [], "next": None, "source": "memory", "reason": reason})
+        recent = [{"id": None, "alert": json.loads(a.to_json())} for a in reversed(self.state.alerts())][:limit]
+        return JSONResponse({"events": recent, "next": None, "source": "memory", "reason": reason})
+
+    async def camera_scores(self, request: Request) -> Response:
+        """The smoothed scores of each track of the last minute, for the camera page's chart."""
+        name = request.path_params["name"]
+        if name not in self.state.cameras:
+            return _not_found(f"no camera named {name!r}")
+        tracks: dict[str, list] = {}
+        for t, track_id, scores in self.state.score_history(name):
+            tracks.setdefault(str(track_id), []).append([round(t, 2), [round(s, 3) for s in scores]])
+        model = self.state.model
+        return JSONResponse({"labels": list(model.labels) if model else [], "tracks": tracks})
+
+    async def snapshot(self, request: Request) -> Response:
+        name = request.path_params["file"]
+        path = None if self.snapshots is None else self.snapshots.path(name)
+        if path is None or not path.is_file():
+            return _not_found("no such snapshot (expired, removed for the size cap, or never kept)")
+        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _offer(queue: asyncio.Queue[str], data: str) -> None:
+    """A browser too slow to take its events loses the oldest; the history page still has them."""
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(data)
+
+
+def _not_found(why: str) -> Response:
+    return JSONResponse({"error": why}, status_code=404)
+
+
+def _local_path(target: str) -> str:
+    """Only a path on this server is a place to return to after login (no open redirect)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return quote(target, safe="/?=&-_.~%")

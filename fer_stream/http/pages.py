@@ -1,0 +1,60 @@
+"""The console's three pages: small HTML shells; the behaviour is in static/console.js, with no outside assets."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+
+
+def _page(title: str, body: str, *, script: str = "", data: dict | None = None, logout: bool = False) -> bytes:
+    config = escape(json.dumps(data or {}))
+    logout_form = '<form method="post" action="/logout"><button>log out</button></form>' if logout else ""
+    scripts = f'<script src="/static/{script}"></script>' if script else ""
+    health = '<span id="health" class="health">connecting...</span>' if script else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title><link rel="stylesheet" href="/static/console.css"></head>
+<body data-config="{config}">
+<header><a class="brand" href="/">fer-stream</a>{health}{logout_form}</header>
+<div id="connection" class="connection" hidden>Connection to the daemon lost; retrying...</div>
+{body}
+{scripts}
+</body></html>""".encode()
+
+
+def index(cameras: list[str], *, logout: bool) -> bytes:
+    tiles = "".join(
+        f'<figure class="tile" data-camera="{escape(c)}"><a href="/cameras/{escape(c)}">'
+        f'<img class="live" alt="live view of {escape(c)}" data-src="/cameras/{escape(c)}/live.mjpeg"></a>'
+        f'<figcaption><a href="/cameras/{escape(c)}">{escape(c)}</a> <span class="camstate">starting</span></figcaption></figure>'
+        for c in cameras
+    )
+    body = f"""<main class="console">
+<section class="grid" id="grid">{tiles}</section>
+<section class="alerts"><h2>Alerts</h2><ol id="alerts"></ol><button id="older" hidden>older</button>
+<p id="alerts-note" class="note"></p></section>
+</main>"""
+    return _page("fer-stream", body, script="console.js", data={"page": "index", "cameras": cameras}, logout=logout)
+
+
+def camera(name: str, *, logout: bool) -> bytes:
+    body = f"""<main class="camera-page">
+<h1>{escape(name)} <span class="camstate" id="camstate">starting</span></h1>
+<img class="live large" alt="live view of {escape(name)}" data-src="/cameras/{escape(name)}/live.mjpeg">
+<h2>Smoothed scores of each face, last minute</h2>
+<div id="legend" class="legend"></div>
+<canvas id="chart" width="960" height="260" data-updates="0"></canvas>
+<p id="chart-note" class="note">no face yet</p>
+</main>"""
+    return _page(f"fer-stream: {name}", body, script="console.js", data={"page": "camera", "camera": name}, logout=logout)
+
+
+def login(target: str, failed: bool = False) -> bytes:
+    message = '<p class="error">That token is not the console\'s.</p>' if failed else ""
+    body = f"""<main class="login"><h1>Log in</h1>
+<p>This console shows people's faces; it needs the access token its operator set ($FER_STREAM_CONSOLE_TOKEN
+or the variable named by <code>http.token_env</code>).</p>{message}
+<form method="post" action="/login"><input type="hidden" name="next" value="{escape(target)}">
+<label>Access token <input type="password" name="token" autocomplete="current-password" required autofocus></label>
+<button>Log in</button></form></main>"""
+    return _page("fer-stream: log in", body)
