@@ -1,27 +1,43 @@
-"""The HTTP routes, served from a real socket over a DaemonState (no child processes)."""
+"""The console's routes, served by uvicorn from a real socket over a DaemonState (no child processes)."""
 
 from __future__ import annotations
 
+import http.client
+import http.cookiejar
 import json
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 
+import cv2
 import numpy as np
 import pytest
 
 from fer_stream.daemon_state import STATUS_STALE_S, DaemonState
+from fer_stream.evidence.store import SnapshotStore
+from fer_stream.http.access import COOKIE, Access
 from fer_stream.http.server import start_http_server
-from fer_stream.messages import CameraStatus, CameraView, ModelStatus, SourceState, TrackView
+from fer_stream.messages import AlertPictures, CameraStatus, CameraView, ModelStatus, SourceState, TrackView
+from tests.alerts_fixtures import make_alert, wait_for
+
+TOKEN = "s3cret-console-token-0123"
+LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
 
-def get(url: str) -> tuple[int, str, bytes]:
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.headers["Content-Type"], response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers["Content-Type"], exc.read()
+
+
+def jpeg(value: int = 0) -> bytes:
+    return cv2.imencode(".jpg", np.full((8, 8, 3), value, np.uint8))[1].tobytes()
 
 
 @pytest.fixture
@@ -30,7 +46,16 @@ def served(tmp_path):
     server = start_http_server("127.0.0.1", 0, state, str(tmp_path), threading.Lock())
     yield state, server.url
     server.shutdown()
-    server.server_close()
+
+
+@pytest.fixture
+def guarded(tmp_path):
+    """A console with a token and a snapshot store, as bound beyond loopback."""
+    state = DaemonState(["lobby"])
+    store = SnapshotStore(tmp_path / "snapshots", max_bytes=10_000_000, retention_s=3600)
+    server = start_http_server("127.0.0.1", 0, state, str(tmp_path), threading.Lock(), access=Access(TOKEN), snapshots=store)
+    yield state, store, server.url
+    server.shutdown()
 
 
 def test_readyz_needs_the_model_and_a_live_camera(served) -> None:
@@ -54,29 +79,88 @@ def test_readyz_needs_the_model_and_a_live_camera(served) -> None:
     assert get(url + "/readyz")[0] == 503
 
 
-def test_status_and_live_view(served) -> None:
+def test_pages_status_and_single_frames(served) -> None:
     state, url = served
     code, ctype, body = get(url + "/")
     assert code == 200 and ctype.startswith("text/html")
-    assert b'id="img-lobby"' in body and b'id="img-door"' in body
+    assert b'data-camera="lobby"' in body and b'data-camera="door"' in body and b"/static/console.js" in body
+    assert get(url + "/static/console.js")[0] == 200
+    assert get(url + "/cameras/lobby")[0] == 200 and get(url + "/cameras/nope")[0] == 404
 
-    assert not state.viewers_present()
-    assert get(url + "/cameras/lobby.jpg")[0] == 503  # asking is what makes cameras start sending
-    assert state.viewers_present()
-    import cv2
-
-    jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
-    state.update_view(CameraView(camera="lobby", at=time.monotonic(), jpeg=jpeg))
-    assert get(url + "/cameras/lobby.jpg") == (200, "image/jpeg", jpeg)
+    assert not state.viewers_present("lobby")
+    assert get(url + "/cameras/lobby.jpg")[0] == 503  # asking is what makes the camera start sending
+    assert state.viewers_present("lobby") and not state.viewers_present("door")
+    state.update_view(CameraView(camera="lobby", at=time.monotonic(), jpeg=jpeg()))
+    assert get(url + "/cameras/lobby.jpg") == (200, "image/jpeg", jpeg())
     assert get(url + "/cameras/nope.jpg")[0] == 404
 
-    track = TrackView(track_id=3, box=(1, 2, 3, 4), emotion="angry", score=0.9, alerting=True)
+    track = TrackView(track_id=3, box=(1, 2, 3, 4), emotion="angry", score=0.9, alerting=True, scores=(0.9, 0.1))
     state.update_status(CameraStatus(camera="lobby", state=SourceState.UP, up=True, at=time.monotonic(), processed_fps=9.5,
                                      tracks=(track,)))
     status = json.loads(get(url + "/status")[2])
     expected = {"track_id": 3, "box": [1, 2, 3, 4], "emotion": "angry", "score": 0.9, "alerting": True}
     assert status["cameras"]["lobby"]["tracks"][0] == expected
     assert status["cameras"]["door"]["state"] == "starting"
+
+
+def test_the_live_stream_is_mjpeg_and_counts_as_watching(served) -> None:
+    state, url = served
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", "/cameras/door/live.mjpeg")
+    response = connection.getresponse()
+    assert response.status == 200 and response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+    wait_for(lambda: state.viewers_present("door"), 5, "the open stream to count as a viewer")
+    assert not state.viewers_present("lobby")
+    for value in (10, 200):
+        state.update_view(CameraView(camera="door", at=time.monotonic(), jpeg=jpeg(value)))
+        boundary = response.readline()
+        assert boundary.startswith(b"--")
+        headers = {}
+        while (line := response.readline().strip()):
+            key, _, val = line.decode().partition(":")
+            headers[key.lower()] = val.strip()
+        assert headers["content-type"] == "image/jpeg"
+        assert response.read(int(headers["content-length"])) == jpeg(value)
+        response.readline()
+    connection.close()
+    wait_for(lambda: state.viewers.get("door") == 0, 5, "the closed stream to stop counting")
+
+
+def test_alerts_arrive_as_server_sent_events_and_history_falls_back_to_memory(served) -> None:
+    state, url = served
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", "/api/alerts/live")
+    response = connection.getresponse()
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    assert response.readline().startswith(b"retry:")
+    response.readline()
+    wait_for(lambda: state.alert_listeners and get(url + "/healthz")[0] == 200, 5, "the listener")
+    time.sleep(0.2)  # the event stream registers its queue once it runs
+    alert = make_alert(camera="lobby")
+    state.record_alert(alert)
+    assert response.readline() == b"event: alert\n"
+    assert json.loads(response.readline().removeprefix(b"data: ")) == json.loads(alert.to_json())
+    connection.close()
+
+    page = json.loads(get(url + "/api/alerts")[2])  # no Redis configured: the recent alerts kept in memory
+    assert page["source"] == "memory" and page["events"][0]["alert"]["alert_id"] == alert.alert_id
+    assert get(url + "/api/alerts?limit=x")[0] == 400
+
+
+def test_scores_of_the_last_minute_for_the_chart(served) -> None:
+    state, url = served
+    state.set_model(ModelStatus(model_id="m", version="1", backend="litert", labels=LABELS, pid=1))
+    for track_id in (1, 2):
+        scores = tuple(1 / 7 for _ in LABELS)
+        state.update_status(CameraStatus(camera="lobby", state=SourceState.UP, up=True, at=time.monotonic(), processed_fps=5,
+                                         tracks=(TrackView(track_id=track_id, box=(0, 0, 1, 1), emotion="angry", score=0.2,
+                                                           scores=scores),)))
+    data = json.loads(get(url + "/api/cameras/lobby/scores")[2])
+    assert data["labels"] == list(LABELS) and set(data["tracks"]) == {"1", "2"}
+    assert len(data["tracks"]["1"][0][1]) == 7
+    assert get(url + "/api/cameras/nope/scores")[0] == 404
 
 
 def test_metrics_and_unknown_pages(served) -> None:
@@ -94,24 +178,82 @@ def test_busy_port_names_the_setting(served, tmp_path) -> None:
         start_http_server("127.0.0.1", port, state, str(tmp_path), threading.Lock())
 
 
-def test_an_idle_half_sent_request_is_dropped_and_the_backlog_is_normal(tmp_path, monkeypatch) -> None:
-    import socket
+def test_idle_half_sent_requests_do_not_block_others(served) -> None:
+    _, url = served
+    host, port = url.removeprefix("http://").split(":")
+    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(50)]
+    for sock in idle:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
+    assert get(url + "/healthz")[0] == 200
+    for sock in idle:
+        sock.close()
 
-    from fer_stream.http import server as http_server
 
-    monkeypatch.setattr(http_server._Handler, "timeout", 1)  # 10 s in the daemon
-    server = start_http_server("127.0.0.1", 0, DaemonState(["lobby"]), str(tmp_path), threading.Lock())
+# --- access control ------------------------------------------------------------------
+
+
+def test_with_a_token_every_page_stream_snapshot_and_api_needs_it(guarded) -> None:
+    state, store, url = guarded
+    episode = uuid.uuid4().hex
+    store.put(AlertPictures(name=f"{episode}-start", frame_jpeg=jpeg(), face_jpeg=jpeg(5)))
+    state.update_view(CameraView(camera="lobby", at=time.monotonic(), jpeg=jpeg()))
+    protected = ["/", "/cameras/lobby", "/cameras/lobby.jpg", "/cameras/lobby/live.mjpeg", "/status", "/api/alerts",
+                 "/api/cameras/lobby/scores", f"/snapshots/{episode}-start.jpg", f"/snapshots/{episode}-start-face.jpg",
+                 "/static/console.js"]
+    for path in protected:
+        code, ctype, body = get(url + path)
+        assert code == 401, path
+        code, ctype, body = get(url + path, {"Accept": "text/html"})
+        assert code == 401 and (b"Access token" in body if ctype.startswith("text/html") else b"token" in body), path
+        assert get(url + path, {"Authorization": "Bearer wrong-token-0123456789"})[0] == 401, path
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    for path in protected:
+        if path.endswith(".mjpeg"):
+            continue  # an endless stream: checked below
+        assert get(url + path, bearer)[0] == 200, path
+    assert get(url + f"/snapshots/{episode}-start.jpg", bearer)[2] == jpeg()
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", "/cameras/lobby/live.mjpeg", headers=bearer)
+    assert connection.getresponse().status == 200
+    connection.close()
+    for path in ("/healthz", "/readyz", "/metrics"):  # probes and scrapes stay open
+        assert get(url + path)[0] in (200, 503), path
+
+
+def test_the_login_form_sets_a_session_cookie(guarded) -> None:
+    _, _, url = guarded
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        opener.open(url + "/login", data=b"token=wrong&next=/status", timeout=10)
+    assert refused.value.code == 401
+    with opener.open(url + "/login", data=f"token={TOKEN}&next=/status".encode(), timeout=10) as response:
+        assert response.status == 200 and "cameras" in json.loads(response.read())  # redirected to /status
+    with opener.open(url + "/", timeout=10) as response:
+        assert response.status == 200
+    (cookie,) = jar
+    assert cookie.name == COOKIE and TOKEN not in cookie.value and cookie.has_nonstandard_attr("HttpOnly")
+
+
+def test_protect_probes_closes_them_too(tmp_path) -> None:
+    server = start_http_server("127.0.0.1", 0, DaemonState(["lobby"]), str(tmp_path), threading.Lock(),
+                               access=Access(TOKEN, protect_probes=True))
     try:
-        assert server.request_queue_size >= 128
-        host, port = server.server_address[:2]
-        idle = [socket.create_connection((host, port), timeout=5) for _ in range(20)]
-        for sock in idle:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
-        assert get(server.url + "/healthz")[0] == 200, "idle clients do not block others"
-        time.sleep(1.5)
-        for sock in idle:
-            assert sock.recv(1024) == b"", "the server closed the idle connection after its timeout"
-            sock.close()
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert get(server.url + path)[0] == 401
+            assert get(server.url + path, {"Authorization": f"Bearer {TOKEN}"})[0] in (200, 503)
     finally:
         server.shutdown()
-        server.server_close()
+
+
+def test_session_cookies_expire_and_die_with_the_token() -> None:
+    now = [1_790_000_000.0]
+    access = Access(TOKEN, clock=lambda: now[0])
+    cookie = access.session_cookie()
+    assert access.cookie_valid(cookie)
+    assert not Access("another-token-0123456789", clock=lambda: now[0]).cookie_valid(cookie)
+    assert not access.cookie_valid(cookie.replace(".", ".0", 1)) and not access.cookie_valid("garbage")
+    now[0] += 13 * 3600
+    assert not access.cookie_valid(cookie)
+    assert Access(None).allows({}) and not access.allows({"cookie": "broken;;=="})

@@ -81,7 +81,12 @@ class Console:
             Route("/snapshots/{file}", self.snapshot),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ]
-        return RequireToken(Starlette(routes=routes), self.access, pages.login)
+        app = Starlette(routes=routes, exception_handlers={404: self.no_such_page})
+        return RequireToken(app, self.access, pages.login)
+
+    async def no_such_page(self, request: Request, exc: Exception) -> Response:
+        return _not_found(f"no such page {request.url.path!r}; try /, /cameras/<name>, /api/alerts, /metrics, /healthz, "
+                          "/readyz, /status")
 
     # --- probes and scrapes ------------------------------------------------------
     async def healthz(self, request: Request) -> Response:

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 #: A normal listen backlog: with a small one, 20 concurrent clients already wait for retransmits.
 BACKLOG = 128
+#: Connections beyond this get 503 at once: a flood of idle clients cannot exhaust the process's files.
+MAX_CONNECTIONS = 512
 #: Open streams are ended at shutdown; this bounds how long uvicorn waits for them.
 SHUTDOWN_GRACE_S = 2
 
@@ -35,6 +37,7 @@ class ConsoleServer:
         config = uvicorn.Config(
             console.app(), log_level="warning", access_log=False, lifespan="off",
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S, timeout_keep_alive=10, backlog=BACKLOG,
+            limit_concurrency=MAX_CONNECTIONS,
         )  # fmt: skip
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name="http", daemon=True)
