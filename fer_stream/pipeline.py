@@ -122,8 +122,10 @@ class FacePipeline:
         alerts = self.rules.observe(track_id, probabilities, captured_at, state.box, self.frame_size)
         state.scores = tuple((self.rules.smoothed(track_id) or {}).values())
         for alert in alerts:
-            if alert.track_id == track_id:
-                (state.alerting.add if alert.event == "start" else state.alerting.discard)(alert.emotion)
+            if alert.track_id == track_id and alert.event == "start":
+                state.alerting.add(alert.emotion)
+            elif alert.track_id == track_id and alert.event == "end":
+                state.alerting.discard(alert.emotion)
         return alerts
 
     def classify(self, frame: FrameFaces, classify: Classify) -> tuple[np.ndarray, list[Alert]]:

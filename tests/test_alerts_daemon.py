@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -24,8 +23,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from daemon_fixtures import FER_STREAM, REPO, Metrics, http_get, wait_for
-from redis_fixtures import RedisServer, free_port, subprocess_env
+from daemon_fixtures import FER_STREAM, REPO, Daemon, camera, wait_for
+from redis_fixtures import RedisServer, subprocess_env
 
 from fer_stream.alerts.message import json_schema
 
@@ -63,64 +62,8 @@ class Subscriber:
         return err
 
 
-class Daemon:
-    def __init__(self, tmp: Path, redis: RedisServer, cameras: str, yunet: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = tmp / "cameras.yaml"
-        config.write_text(f"""
-detector:
-  backend: yunet
-  model_path: {yunet}
-http:
-  host: 127.0.0.1
-  port: {self.port}
-redis:
-  url: {redis.url}
-cameras:
-{cameras}
-""")
-        self.log = tmp / "daemon.log"
-        env = subprocess_env()
-        for name in ("FER_STREAM_REDIS_URL", "FER_STREAM_REDIS_PASSWORD", "PROMETHEUS_MULTIPROC_DIR"):
-            env.pop(name, None)
-        with open(self.log, "w") as out:
-            self.process = subprocess.Popen([FER_STREAM, "run", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT, env=env)
-        wait_for("/healthz", lambda: self.process.poll() is not None or http_get(self.url + "/healthz")[0] == 200, timeout=90)
-        assert self.process.poll() is None, f"daemon exited with {self.process.returncode}: {self.log.read_text()[-3000:]}"
-
-    def metrics(self) -> Metrics:
-        code, body = http_get(self.url + "/metrics")
-        assert code == 200, f"/metrics answered {code}; daemon log: {self.log}"
-        return Metrics(body.decode())
-
-    def stream_start(self, camera: str) -> float:
-        """A lower bound of when the camera's first frame was read: the last scrape that saw none."""
-        before = time.time()
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"daemon exited: {self.log.read_text()[-3000:]}")
-            if self.metrics().value("fer_camera_frames_read_total", camera=camera) > 0:
-                return before
-            before = time.time()
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 def stream_alerts(redis: RedisServer) -> list[dict]:
     return [json.loads(fields[b"alert"]) for _, fields in redis.client().xrange("fer:alerts:log")]
-
-
-def camera(name: str, path: Path, loop: bool = False) -> str:
-    return f"  - name: {name}\n    source: {path}\n    loop: {str(loop).lower()}\n    fps: 10\n"
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_fixtures import FER_STREAM, Metrics, http_get, pid_alive, stop_process, wait_for
+from daemon_fixtures import FER_STREAM, Metrics, camera_yaml, http_get, pid_alive, refused, stop_process, wait_for
 from redis_fixtures import RedisServer, free_port, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -177,21 +177,6 @@ def test_twenty_child_deaths_under_continuous_scraping(daemon: Daemon) -> None:
     assert files() <= before + 3, f"{files()} metric files after 20 deaths, {before} before: dead children's files pile up"
 
 
-def refused(config_text: str, tmp_path: Path, key: str, **env: str) -> None:
-    """check-config and run both exit 2 within 5 s, naming ``key``."""
-    config = tmp_path / "cameras.yaml"
-    config.write_text(config_text)
-    environment = {**subprocess_env(), **env}
-    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    for command in (["check-config", str(config)], ["run", "--config", str(config)]):
-        started = time.monotonic()
-        done = subprocess.run([FER_STREAM, *command], capture_output=True, text=True, timeout=60, env=environment)
-        elapsed = time.monotonic() - started
-        assert done.returncode == 2, f"{command[0]} exited {done.returncode}: {done.stderr[-1500:]}"
-        assert key in done.stderr, f"{command[0]} does not name {key!r}: {done.stderr[-1500:]}"
-        assert elapsed < 5.0, f"{command[0]} took {elapsed:.1f} s"
-
-
 @pytest.fixture
 def model_copy(tmp_path: Path) -> Path:
     """The shipped int8 file and its card in a folder of their own, to break."""
@@ -203,10 +188,6 @@ def model_copy(tmp_path: Path) -> Path:
     for path in (source, source.with_name(source.name + ".card.json")):
         shutil.copy(path, folder / path.name)
     return folder / source.name
-
-
-def camera_yaml(media_dir: Path, extra: str = "", camera_extra: str = "") -> str:
-    return f"{extra}\ncameras:\n  - name: door\n    source: {media_dir / 'angry_man.mp4'}\n{camera_extra}"
 
 
 def test_a_label_the_model_does_not_have_is_refused_at_start(media_dir, tmp_path):

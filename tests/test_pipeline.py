@@ -68,6 +68,21 @@ def test_a_sustained_angry_face_starts_one_episode_and_ends_it_when_lost():
     assert p.tracks == {} and p.views() == ()
 
 
+def test_a_face_shows_as_alerting_through_its_updates_until_its_end():
+    face = Detection((100, 80, 100, 100), 0.9, FRONTAL)
+    p = pipeline([[face]] * 60, AlertRules(update_every_s=1.0))
+    alerting, events = [], []
+    for i in range(60):
+        faces = p.faces(textured_frame(i), T0 + i / 10)
+        _, alerts = p.classify(faces, angry)
+        events += [a.event for a in alerts]
+        alerting.append(p.views()[0].alerting)
+    assert events.count("start") == 1 and events.count("update") >= 3
+    first = alerting.index(True)
+    assert all(alerting[first:]), "an update does not end the face's alerting state"
+    assert len(p.views()[0].scores) == len(LABELS) and p.views()[0].scores[0] > 0.5
+
+
 def test_results_for_a_track_that_ended_meanwhile_are_ignored():
     p = pipeline([[Detection((100, 80, 100, 100), 0.9, FRONTAL)], []])
     faces = p.faces(textured_frame(), T0)

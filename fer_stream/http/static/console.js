@@ -8,7 +8,10 @@ const DASHES = [[], [6, 4], [2, 3], [10, 3, 2, 3]];
 let statusOk = true, eventsOk = true;
 
 function setConnection() {
-  document.getElementById("connection").hidden = statusOk && eventsOk;
+  const connected = statusOk && eventsOk;
+  document.getElementById("connection").hidden = connected;
+  const health = document.getElementById("health");
+  if (health) health.classList.toggle("stale", !connected);  // the last health seen, no longer current
 }
 
 function el(tag, attrs, ...children) {
