@@ -12,18 +12,20 @@ enabled, and that a console reachable from other machines has an access token.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from fer_stream.config.models import MIN_TOKEN_LENGTH, DetectorSettings, FerStreamConfig, HttpSettings
 
 
-def preflight(config: FerStreamConfig, *, download: bool) -> list[str]:
+def preflight(config: FerStreamConfig, *, download: bool, config_path: Path | None = None) -> list[str]:
     """Problems that would stop a worker, one ``key: what is wrong; the fix`` line each (empty when none)."""
     problems: list[str] = []
     if not config.enabled_cameras:
         problems.append("cameras: every camera has enabled: false, so the daemon would have nothing to do; enable one")
     problems += _access_problems(config.http)
+    problems += _snapshot_problems(config, config_path)
     labels, model_problem = _model_labels(config)
     if model_problem:
         problems.append(model_problem)
@@ -62,6 +64,19 @@ def _access_problems(http: HttpSettings) -> list[str]:
         return [f"http.token_env: the token in {http.token_env} has {len(token)} characters; use at least {MIN_TOKEN_LENGTH} "
                 "(e.g. `openssl rand -hex 24`)"]
     return []
+
+
+def _snapshot_problems(config: FerStreamConfig, config_path: Path | None) -> list[str]:
+    """The supervisor writes alert pictures; a directory it cannot write would lose each one with an error."""
+    snapshots = config.alerts.snapshots
+    if not (config.alerts.enabled and snapshots.enabled):
+        return []
+    directory = snapshots.path(config_path)
+    existing = next(p for p in (directory, *directory.parents) if p.exists())  # the daemon creates the rest
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return []
+    return [f"alerts.snapshots.directory: cannot write alert pictures to {directory} ({existing} is not a writable "
+            "directory); give a writable directory, or set alerts.snapshots.enabled: false to keep none"]
 
 
 def _model_labels(config: FerStreamConfig) -> tuple[list[str] | None, str | None]:

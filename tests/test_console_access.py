@@ -33,6 +33,13 @@ def test_bound_beyond_loopback_without_a_token_the_daemon_refuses_to_start(media
     refused(camera_yaml(media_dir, "http: {host: 0.0.0.0}"), tmp_path, "at least 16", FER_STREAM_CONSOLE_TOKEN="short")
 
 
+def test_a_snapshot_directory_that_cannot_be_written_is_refused_at_start(media_dir, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    refused(camera_yaml(media_dir, f"alerts: {{snapshots: {{directory: {blocker / 'snapshots'}}}}}"), tmp_path,
+            "alerts.snapshots.directory")
+
+
 @pytest.fixture
 def redis(tmp_path: Path):
     server = RedisServer(tmp_path)

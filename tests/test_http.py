@@ -149,6 +149,41 @@ def test_alerts_arrive_as_server_sent_events_and_history_falls_back_to_memory(se
     assert get(url + "/api/alerts?limit=x")[0] == 400
 
 
+def test_history_pages_through_the_redis_stream_newest_first(tmp_path) -> None:
+    from redis_fixtures import RedisServer
+
+    from fer_stream.alerts.config import AlertsConfig, RedisConfig
+    from fer_stream.http.history import AlertHistory
+
+    redis = RedisServer(tmp_path)
+    redis.start()
+    state = DaemonState(["lobby"])
+    history = AlertHistory(RedisConfig(url=redis.url), AlertsConfig())
+    server = start_http_server("127.0.0.1", 0, state, str(tmp_path), threading.Lock(), history=history)
+    try:
+        alerts = [make_alert(camera="lobby", track_id=i) for i in range(7)]
+        for alert in alerts:
+            redis.client().xadd("fer:alerts:log", {"alert": alert.to_json()})
+        seen, cursor, pages = [], None, 0
+        while True:
+            page = json.loads(get(server.url + "/api/alerts?limit=3" + (f"&before={cursor}" if cursor else ""))[2])
+            assert page["source"] == "redis"
+            seen += [event["alert"]["track_id"] for event in page["events"]]
+            pages += 1
+            cursor = page["next"]
+            if cursor is None:
+                break
+        assert seen == [6, 5, 4, 3, 2, 1, 0] and pages == 3
+        assert get(server.url + "/api/alerts?before=../x")[0] == 400
+        redis.stop()
+        state.record_alert(alerts[0])
+        page = json.loads(get(server.url + "/api/alerts")[2])
+        assert page["source"] == "memory" and "Redis" in page["reason"] and len(page["events"]) == 1
+    finally:
+        server.shutdown()
+        redis.stop()
+
+
 def test_scores_of_the_last_minute_for_the_chart(served) -> None:
     state, url = served
     state.set_model(ModelStatus(model_id="m", version="1", backend="litert", labels=LABELS, pid=1))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from fer_stream.config.loader import ConfigError, load_config
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         return _refuse(args, "invalid configuration", exc.problems)
-    problems = preflight(config, download=False)
+    problems = preflight(config, download=False, config_path=Path(args.config))
     if problems:
         return _refuse(args, "the daemon would refuse this configuration", problems)
     facts = overview(config)

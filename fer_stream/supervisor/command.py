@@ -64,7 +64,7 @@ def serve(
         return 2
     from fer_stream.preflight import preflight, report
 
-    problems = preflight(config, download=True)
+    problems = preflight(config, download=True, config_path=config_path)
     if problems:
         report(f"fer-stream: {config_path}: refused before any worker started:", problems)
         remove_if_owned(metrics_dir)
