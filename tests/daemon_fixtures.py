@@ -30,9 +30,11 @@ def wait_for(what: str, condition: Callable[[], object], timeout: float = 60.0, 
         time.sleep(every)
 
 
-def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
+def http_get(url: str, timeout: float = 10.0, token: str | None = None) -> tuple[int, bytes]:
+    """GET, with the console's token as a bearer token when given; (0, b"") when nothing answers."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()

@@ -43,6 +43,11 @@ def test_the_compose_stack_is_valid_and_every_file_it_mounts_exists(shared_dir: 
     docker_compose = shutil.which("docker-compose")
     assert docker_compose, "docker-compose is missing: the Makefile installs it (Debian package docker-compose)"
     env = {**os.environ, "FER_STREAM_SHARED": str(shared_dir)}
+    env.pop("FER_STREAM_CONSOLE_TOKEN", None)
+    done = subprocess.run([docker_compose, "-f", str(compose), "config", "-q"], capture_output=True, text=True,
+                          timeout=120, env=env)  # fmt: skip
+    assert done.returncode != 0 and "FER_STREAM_CONSOLE_TOKEN" in done.stderr, "the console beyond loopback needs its token"
+    env["FER_STREAM_CONSOLE_TOKEN"] = "a-console-token-for-the-check"
     done = subprocess.run([docker_compose, "-f", str(compose), "config", "-q"], capture_output=True, text=True,
                           timeout=120, env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr

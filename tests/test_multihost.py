@@ -26,6 +26,8 @@ pytestmark = pytest.mark.slow
 SHARDS = 3
 PROMETHEUS = shutil.which("prometheus")
 PORT = 9101
+#: The console token every host gets (they bind beyond loopback).
+TOKEN = "multihost-console-token-0123456789"
 
 
 @dataclass
@@ -96,7 +98,7 @@ def test_three_hosts_share_the_cameras_once_alert_once_each_and_recover(tmp_path
     config.write_text(f"detector: {{model_path: {yunet_model}}}\nhttp: {{host: 0.0.0.0, port: {PORT}}}\n"
                       f"redis: {{url: {redis_server.url}}}\ninference: {{num_threads: 1}}\n"
                       f"cameras:\n" + "\n".join(cameras) + "\n")  # fmt: skip
-    env = subprocess_env()
+    env = {**subprocess_env(), "FER_STREAM_CONSOLE_TOKEN": TOKEN}  # bound beyond loopback: the console needs one
     env.pop("FER_STREAM_REDIS_URL", None)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
@@ -109,7 +111,7 @@ def test_three_hosts_share_the_cameras_once_alert_once_each_and_recover(tmp_path
                                 stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
 
     def status(i: int) -> dict | None:
-        code, body = http_get(f"http://{hosts.addresses[i]}:{PORT}/status", timeout=5)
+        code, body = http_get(f"http://{hosts.addresses[i]}:{PORT}/status", timeout=5, token=TOKEN)
         return json.loads(body) if code == 200 else None
 
     try:

@@ -1,1 +1,1 @@
-"""The daemon's HTTP face: /metrics, /healthz, /readyz, /status and the live view."""
+"""The daemon's HTTP face: the operator's console, /metrics, /healthz, /readyz and /status."""

@@ -38,7 +38,7 @@ class SummaryPrinter:
             return
         self._last = now
         if not self._printed_url and daemon.http is not None:
-            print(f"live view: {daemon.http.url}/   metrics: {daemon.http.url}/metrics", flush=True)
+            print(f"console: {daemon.http.url}/   metrics: {daemon.http.url}/metrics", flush=True)
             self._printed_url = True
         print(format_summary(daemon.state.snapshot()), flush=True)
 
