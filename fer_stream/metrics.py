@@ -21,7 +21,9 @@ BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128)
 
 # --- cameras -----------------------------------------------------------------
 FRAMES_READ = Counter("fer_camera_frames_read_total", "Frames decoded from the source", ["camera"])
-FRAMES_PROCESSED = Counter("fer_camera_frames_processed_total", "Frames run through face detection", ["camera"])
+FRAMES_PROCESSED = Counter(
+    "fer_camera_frames_processed_total", "Frames processed: faces detected, or carried by their motion (detector.detect_every)", ["camera"]
+)
 FRAMES_SKIPPED = Counter(
     "fer_camera_frames_skipped_total",
     "Decoded frames never processed (newer frame replaced them, or fps sampling)",

@@ -42,6 +42,7 @@ class FrameFaces:
     """What one frame gave: faces to classify, faces the quality gate held back, lost faces and their alerts."""
 
     captured_at: float
+    detected: bool  # whether the detector ran on this frame (detector.detect_every)
     detections: int
     crops: list[FaceCrop]
     gated: list[QualityProblem]
@@ -74,7 +75,12 @@ class FacePipeline:
         labels: Sequence[str],
         input_size: int,
         quality: FaceQualitySettings,
+        detect_every: int = 1,
     ) -> None:
+        """``detect_every``: run the detector on every k-th frame; the frames between carry the tracks by their motion."""
+        self.detect_every = detect_every
+        self._since_detection = detect_every  # the first frame is detected
+        self._detected_at = -float("inf")
         self.detector = detector
         self.tracker = tracker
         self.rules = rules
@@ -87,11 +93,19 @@ class FacePipeline:
     def faces(self, image: np.ndarray, captured_at: float) -> FrameFaces:
         """Detect, track and crop the faces of one frame (``captured_at``: epoch seconds)."""
         self.frame_size = (image.shape[1], image.shape[0])
-        detections = self.detector.detect(image)
-        update = self.tracker.update(detections, captured_at)
+        # Detect every k-th frame, and often enough that coasting tracks are not ended for want of a detection.
+        due = self._since_detection >= self.detect_every or captured_at - self._detected_at >= self.tracker.max_missed_s / 2
+        if due:
+            detections = self.detector.detect(image)
+            update = self.tracker.update(detections, captured_at)
+            self._since_detection, self._detected_at = 1, captured_at
+        else:
+            detections = []
+            update = self.tracker.coast(captured_at)
+            self._since_detection += 1
         crops: list[FaceCrop] = []
         gated: list[QualityProblem] = []
-        for track in update.active:  # confirmed tracks seen in this frame
+        for track in update.active:  # confirmed tracks seen in this frame, or carried to it by their motion
             state = self.tracks.setdefault(track.track_id, TrackedFace(box=track.box))
             state.box = track.box
             face = prepare_face(crop_face(image, track.box), self.input_size)
@@ -106,7 +120,8 @@ class FacePipeline:
             if self.rules is not None:
                 alerts += self.rules.forget(track_id, captured_at)
         return FrameFaces(
-            captured_at=captured_at, detections=len(detections), crops=crops, gated=gated, ended=update.ended, alerts=alerts
+            captured_at=captured_at, detected=due, detections=len(detections), crops=crops, gated=gated, ended=update.ended,
+            alerts=alerts,
         )
 
     def observe(self, track_id: int, probabilities: np.ndarray, captured_at: float) -> list[Alert]:
@@ -179,4 +194,5 @@ def build_pipeline(
         labels=labels,
         input_size=input_size,
         quality=settings.face_quality,
+        detect_every=settings.detector.detect_every,
     )

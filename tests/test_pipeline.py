@@ -24,8 +24,10 @@ class ScriptedDetector:
 
     def __init__(self, frames: list[list[Detection]]):
         self.frames = list(frames)
+        self.calls = 0
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+        self.calls += 1
         return self.frames.pop(0)
 
 
@@ -33,8 +35,9 @@ def textured_frame(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (360, 640, 3), dtype=np.uint8)
 
 
-def pipeline(frames: list[list[Detection]], rules: AlertRules | None = None, **quality) -> FacePipeline:
+def pipeline(frames: list[list[Detection]], rules: AlertRules | None = None, detect_every: int = 1, **quality) -> FacePipeline:
     return FacePipeline(
+        detect_every=detect_every,
         detector=ScriptedDetector(frames),
         tracker=IouTracker(min_hits=1, max_missed_s=0.5),
         rules=AlertTracker(rules or AlertRules(), "door", LABELS, "m", "1", host="test"),
@@ -81,6 +84,31 @@ def test_a_face_shows_as_alerting_through_its_updates_until_its_end():
     first = alerting.index(True)
     assert all(alerting[first:]), "an update does not end the face's alerting state"
     assert len(p.views()[0].scores) == len(LABELS) and p.views()[0].scores[0] > 0.5
+
+
+def test_detecting_every_third_frame_still_classifies_every_frame_and_alerts_alike():
+    face = Detection((100, 80, 100, 100), 0.9, FRONTAL)
+    every, each = pipeline([[face]] * 14, detect_every=3), pipeline([[face]] * 40)
+    events = {}
+    for name, p in (("every", every), ("each", each)):
+        events[name] = []
+        for i in range(40):
+            faces = p.faces(textured_frame(i), T0 + i / 10)
+            assert len(faces.crops) == 1, "the face is classified on every frame"
+            _, alerts = p.classify(faces, angry)
+            events[name] += [(a.event, round(a.event_at.timestamp() - T0, 1)) for a in alerts]
+    assert every.detector.calls == 14 and each.detector.calls == 40
+    assert events["every"] == events["each"] != []
+
+
+def test_detection_runs_often_enough_that_coasting_never_ends_a_present_face():
+    """At 1 frame a second (an overloaded camera), detect_every 5 would detect every 5 s: tracks would end."""
+    face = Detection((100, 80, 100, 100), 0.9, FRONTAL)
+    p = pipeline([[face]] * 10, detect_every=5)
+    for i in range(10):
+        faces = p.faces(textured_frame(i), T0 + i)
+        assert faces.detected and faces.ended == []
+    assert p.detector.calls == 10
 
 
 def test_results_for_a_track_that_ended_meanwhile_are_ignored():

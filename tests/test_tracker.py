@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fer_stream.faces import Detection, IouTracker
 from fer_stream.faces.tracker import iou_matrix
@@ -82,3 +83,34 @@ def test_a_walking_face_keeps_its_id_through_half_a_second_behind_a_pillar():
         ids |= {track.track_id for track in update.active}
         assert update.ended == []
     assert len(ids) == 1, f"the face came back as {sorted(ids)}"
+
+
+def test_coasting_carries_a_moving_face_between_detections_without_sighting_it():
+    """Detection every 3rd frame: in between, the track is where its motion puts it, and its last sighting stays put."""
+    tracker = IouTracker(iou_threshold=0.3, max_missed_s=1.0, min_hits=2)
+    landmarks = ((120.0, 70.0), (160.0, 70.0), (140.0, 90.0))
+    for frame in range(30):
+        t = frame / 10
+        x = round(100 + 100 * t)
+        if frame % 3 == 0:
+            update = tracker.update([Detection((x, 50, 100, 100), 0.9, landmarks)], t)
+        else:
+            update = tracker.coast(t)
+        if frame >= 3:
+            [track] = update.active
+            # The velocity estimate converges over the first sightings; a tenth of the box width behind at worst.
+            tolerance = 2 if frame >= 12 else 10
+            assert abs(track.box[0] - x) <= tolerance, f"frame {frame}: the box is at {track.box[0]}, the face at {x}"
+            shift = track.box[0] - round(100 + 100 * (frame - frame % 3) / 10)
+            assert track.landmarks[0][0] == pytest.approx(120.0 + shift, abs=2)
+        assert update.ended == []
+    [live] = tracker.tracks
+    assert live.last_seen == pytest.approx(2.7) and live.hits == 10
+
+
+def test_coasting_ends_a_face_no_detection_has_seen_for_max_missed():
+    tracker = IouTracker(max_missed_s=1.0, min_hits=1)
+    tracker.update([det(10, 10)], 0.0)
+    assert [t.track_id for t in tracker.coast(0.9).active] == [1]
+    update = tracker.coast(1.1)
+    assert update.active == [] and update.ended == [1]

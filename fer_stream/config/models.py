@@ -57,6 +57,10 @@ class DetectorSettings(_Section):
     detect_width: int | None = Field(
         640, ge=32, description="frames wider than this are downscaled for detection; null = full resolution"
     )
+    detect_every: int = Field(
+        1, ge=1, le=30, description="run detection on every k-th sampled frame; tracks move on by their motion in between "
+        "(and detection runs at least every tracking.max_missed_s / 2)",
+    )
 
     @field_validator("model_path", "cache_dir")
     @classmethod

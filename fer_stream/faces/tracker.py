@@ -10,13 +10,14 @@ Each track keeps a velocity (box centre, pixels a second, smoothed over its
 sightings), and detections are matched against where the track should be *now*:
 a face that walks on behind a pillar for half a second is matched where it
 reappears and keeps its id, so its alert cooldown holds, instead of coming back
-as a new face.
+as a new face. The same motion carries tracks over frames where detection is
+not run at all (:meth:`IouTracker.coast`, ``detector.detect_every``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -43,6 +44,13 @@ class Track:
         dt = max(t - self.last_seen, 0.0)
         x, y, w, h = self.box
         return (round(x + self.velocity[0] * dt), round(y + self.velocity[1] * dt), w, h)
+
+    def coasted(self, t: float) -> Track:
+        """A copy at its predicted place at ``t``, landmarks moved along (the track itself is unchanged)."""
+        box = self.predicted(t)
+        dx, dy = box[0] - self.box[0], box[1] - self.box[1]
+        landmarks = None if self.landmarks is None else tuple((x + dx, y + dy) for x, y in self.landmarks)
+        return replace(self, box=box, landmarks=landmarks)
 
     def observe(self, detection: Detection, t: float) -> None:
         dt = t - self.last_seen
@@ -112,6 +120,19 @@ class IouTracker:
         self._tracks = [track for track in self._tracks if t - track.last_seen <= self.max_missed_s]
         return TrackUpdate(
             active=[track for track in seen if track.hits >= self.min_hits],
+            ended=[track.track_id for track in ended if track.hits >= self.min_hits],
+        )
+
+    def coast(self, t: float) -> TrackUpdate:
+        """A frame without detection: the confirmed tracks where their motion puts them at ``t``.
+
+        Nothing is matched, so no track gains a hit or a sighting; tracks not detected for
+        ``max_missed_s`` end as in :meth:`update`.
+        """
+        ended = [track for track in self._tracks if t - track.last_seen > self.max_missed_s]
+        self._tracks = [track for track in self._tracks if t - track.last_seen <= self.max_missed_s]
+        return TrackUpdate(
+            active=[track.coasted(t) for track in self._tracks if track.hits >= self.min_hits],
             ended=[track.track_id for track in ended if track.hits >= self.min_hits],
         )
 
