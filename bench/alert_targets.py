@@ -39,10 +39,13 @@ from training.evaluate import predict_directory
 REPO = Path(__file__).resolve().parents[1]
 
 
-def settings(shared: Path) -> CameraSettings:
+def settings(shared: Path, detect_every: int | None = None) -> CameraSettings:
+    detector = DetectorSettings(backend="yunet", model_path=shared / "models" / "face_detection_yunet.onnx")
+    if detect_every is not None:
+        detector = detector.model_copy(update={"detect_every": detect_every})
     return CameraSettings(
         camera=CameraConfig(name="bench", source=0),
-        detector=DetectorSettings(backend="yunet", model_path=shared / "models" / "face_detection_yunet.onnx"),
+        detector=detector,
         tracking=TrackingSettings(),
         face_quality=FaceQualitySettings(),
         alert_rules=AlertRules(),
@@ -106,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("FER_STREAM_SHARED", REPO.parent / "shared")))
     parser.add_argument("--model", type=Path, help="exported model (default: the shipped one)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--detect-every", type=int, help="detector.detect_every (default: the configuration's default)")
     args = parser.parse_args(argv)
     classifier = load_classifier(args.model, backend="litert")
-    camera = settings(args.shared)
+    camera = settings(args.shared, args.detect_every)
     targets, probs, _ = predict_directory(classifier, args.shared / "data" / "fer2013" / "val")
     result = {
         "model": repr(classifier),

@@ -19,12 +19,11 @@ import subprocess
 import threading
 import time
 from datetime import datetime
-from pathlib import Path
 
 import jsonschema
 import pytest
 from daemon_fixtures import FER_STREAM, REPO, Daemon, camera, wait_for
-from redis_fixtures import RedisServer, subprocess_env
+from redis_fixtures import RedisServer, redis_server, subprocess_env  # noqa: F401 (a fixture)
 
 from fer_stream.alerts.message import json_schema
 
@@ -66,15 +65,9 @@ def stream_alerts(redis: RedisServer) -> list[dict]:
     return [json.loads(fields[b"alert"]) for _, fields in redis.client().xrange("fer:alerts:log")]
 
 
-@pytest.fixture
-def redis(tmp_path: Path):
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
-
-def test_angry_video_alerts_once_within_10_s_and_calm_videos_never(tmp_path, redis, media_dir, yunet_model):
+def test_angry_video_alerts_once_within_10_s_and_calm_videos_never(tmp_path, redis_server, media_dir, yunet_model):
+    redis = redis_server
     subscriber = Subscriber(redis.url)
     cameras = (
         camera("angry", media_dir / "angry_man.mp4")
@@ -114,7 +107,8 @@ def test_angry_video_alerts_once_within_10_s_and_calm_videos_never(tmp_path, red
     assert sorted(a["alert_id"] for a in stream_alerts(redis)) == sorted(a["alert_id"] for a in received)
 
 
-def test_redis_outage_during_an_episode_delivers_the_alert_once_after_the_restart(tmp_path, redis, media_dir, yunet_model):
+def test_redis_outage_during_an_episode_delivers_the_alert_once_after_the_restart(tmp_path, redis_server, media_dir, yunet_model):
+    redis = redis_server
     subscriber = Subscriber(redis.url)
     daemon = Daemon(tmp_path, redis, camera("angry", media_dir / "angry_man.mp4"), yunet_model)
     try:

@@ -7,11 +7,10 @@ import http.client
 import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from daemon_fixtures import Daemon, camera, camera_yaml, refused, wait_for
-from redis_fixtures import RedisServer
+from redis_fixtures import RedisServer, redis_server  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -40,15 +39,9 @@ def test_a_snapshot_directory_that_cannot_be_written_is_refused_at_start(media_d
             "alerts.snapshots.directory")
 
 
-@pytest.fixture
-def redis(tmp_path: Path):
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
-
-def test_with_a_token_everything_but_the_probes_answers_401_without_it(tmp_path, redis, media_dir, yunet_model):
+def test_with_a_token_everything_but_the_probes_answers_401_without_it(tmp_path, redis_server, media_dir, yunet_model):
+    redis = redis_server
     extra = f"alerts:\n  snapshots:\n    directory: {tmp_path / 'snapshots'}\n"
     daemon = Daemon(tmp_path, redis, camera("angry-man", media_dir / "angry_man.mp4", loop=True), yunet_model,
                     extra=extra, env={"FER_STREAM_CONSOLE_TOKEN": TOKEN}, host="0.0.0.0")

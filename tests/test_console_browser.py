@@ -19,7 +19,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from daemon_fixtures import REPO, Daemon, camera, http_get, wait_for
-from redis_fixtures import RedisServer
+from redis_fixtures import RedisServer, redis_server  # noqa: F401 (a fixture)
 
 from fer_stream.alerts.message import json_schema
 
@@ -35,13 +35,6 @@ def artifacts() -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
 
-
-@pytest.fixture
-def redis(tmp_path: Path):
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -61,8 +54,9 @@ def stream_alerts(redis: RedisServer) -> list[dict]:
 
 
 def test_the_console_shows_live_video_alerts_with_pictures_a_live_chart_and_a_lost_connection(
-    tmp_path, redis, media_dir, yunet_model, browser, artifacts
+    tmp_path, redis_server, media_dir, yunet_model, browser, artifacts
 ):
+    redis = redis_server
     cameras = "".join(camera(name, media_dir / f"{file}.mp4", loop=True)
                       for name, file in zip(CAMERAS, ("angry_man", "calm_woman", "smiling_woman_phone"), strict=True))
     extra = f"""alerts:

@@ -58,8 +58,8 @@ class DetectorSettings(_Section):
         640, ge=32, description="frames wider than this are downscaled for detection; null = full resolution"
     )
     detect_every: int = Field(
-        1, ge=1, le=30, description="run detection on every k-th sampled frame; tracks move on by their motion in between "
-        "(and detection runs at least every tracking.max_missed_s / 2)",
+        2, ge=1, le=30, description="run detection on every k-th sampled frame; tracks move on by their motion in between "
+        "(and detection runs at least every tracking.max_missed_s / 2); 1 = every frame",
     )
 
     @field_validator("model_path", "cache_dir")

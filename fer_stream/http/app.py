@@ -39,6 +39,7 @@ FRAME_POLL_S = 0.05
 KEEPALIVE_S = 15.0
 #: A failed login waits this long, so the token cannot be guessed quickly.
 LOGIN_FAILURE_DELAY_S = 1.0
+MAX_LOGIN_BYTES = 4096
 MJPEG_BOUNDARY = "fer-frame"
 
 
@@ -118,7 +119,9 @@ class Console:
         return HTMLResponse(pages.login(request.query_params.get("next", "/")))
 
     async def login(self, request: Request) -> Response:
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        if int(request.headers.get("content-length") or 0) > MAX_LOGIN_BYTES:
+            return JSONResponse({"error": "the login form is larger than a login form"}, status_code=413)
+        form = parse_qs((await request.body())[:MAX_LOGIN_BYTES].decode("utf-8", "replace"))
         token, target = form.get("token", [""])[0], _local_path(form.get("next", ["/"])[0])
         if not self.access.required:
             return RedirectResponse(target, status_code=303)
