@@ -8,6 +8,7 @@ read here, so no request ever touches a child process directly.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections import deque
@@ -17,6 +18,8 @@ from typing import Any
 
 from fer_stream.alerts.message import Alert
 from fer_stream.messages import CameraStatus, CameraView, ModelStatus
+
+log = logging.getLogger(__name__)
 
 #: A camera whose last heartbeat is older than this is not counted as up.
 STATUS_STALE_S = 5.0
@@ -65,8 +68,10 @@ class DaemonState:
                 history.popleft()
 
     def score_history(self, camera: str) -> list[tuple[float, int, tuple[float, ...]]]:
+        """The last SCORE_HISTORY_S of scores (a camera that stopped reporting has none)."""
+        since = time.time() - SCORE_HISTORY_S
         with self._lock:
-            return list(self.scores.get(camera, ()))
+            return [entry for entry in self.scores.get(camera, ()) if entry[0] >= since]
 
     def update_view(self, view: CameraView) -> None:
         with self._lock:
@@ -91,7 +96,10 @@ class DaemonState:
             self.recent_alerts.append(alert)
             listeners = list(self.alert_listeners)
         for listener in listeners:
-            listener(alert)
+            try:
+                listener(alert)
+            except Exception:  # the console must never stop the supervisor's loop
+                log.exception("an alert listener failed")
 
     def alerts(self) -> list[Alert]:
         with self._lock:

@@ -66,6 +66,8 @@ def test_schema_lists_exactly_the_model_fields():
         {"end_reason": "calm"},  # on a start
         {"end_reason": "bored"},
         {"snapshot": {"frame": "/snapshots/x.jpg"}},
+        {"snapshot": {"frame": "javascript:alert(1)", "face": None}},
+        {"camera": ""},
         {"score": 1.2},
     ],
 )

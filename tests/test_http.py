@@ -174,6 +174,13 @@ def test_history_pages_through_the_redis_stream_newest_first(tmp_path) -> None:
             if cursor is None:
                 break
         assert seen == [6, 5, 4, 3, 2, 1, 0] and pages == 3
+        # Whoever can write to the stream cannot put script into the console: entries that are not alerts are skipped.
+        forged = json.loads(alerts[0].to_json()) | {"snapshot": {"frame": "javascript:alert(1)", "face": None}}
+        redis.client().xadd("fer:alerts:log", {"alert": json.dumps(forged)})
+        page = json.loads(get(server.url + "/api/alerts?limit=3")[2])
+        assert [event["alert"]["track_id"] for event in page["events"]] == [6, 5]
+        page = json.loads(get(server.url + f"/api/alerts?limit=3&before={page['next']}")[2])
+        assert [event["alert"]["track_id"] for event in page["events"]] == [4, 3, 2], "the next page goes on past it"
         assert get(server.url + "/api/alerts?before=../x")[0] == 400
         redis.stop()
         state.record_alert(alerts[0])
@@ -292,3 +299,36 @@ def test_session_cookies_expire_and_die_with_the_token() -> None:
     now[0] += 13 * 3600
     assert not access.cookie_valid(cookie)
     assert Access(None).allows({}) and not access.allows({"cookie": "broken;;=="})
+
+
+def test_an_open_console_answers_only_to_its_own_names(served, guarded) -> None:
+    """DNS rebinding: a web page whose name now points at 127.0.0.1 must not read an open console."""
+    _, url = served
+    assert get(url + "/status", {"Host": "evil.example"})[0] == 421
+    assert get(url + "/status", {"Host": "localhost:9101"})[0] == 200
+    code, _, body = get(url + "/", {"Host": "127.0.0.1"})
+    assert code == 200
+    _, _, guarded_url = guarded
+    assert get(guarded_url + "/status", {"Host": "evil.example"})[0] == 401, "with a token, the token decides"
+
+
+def test_pages_forbid_outside_scripts_and_framing(served) -> None:
+    _, url = served
+    with urllib.request.urlopen(url + "/", timeout=10) as response:
+        policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+
+
+def test_a_huge_chunked_login_is_refused_before_it_is_read(guarded) -> None:
+    _, _, url = guarded
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("POST", "/login", body=iter([b"token=" + b"x" * 3000, b"y" * 3000]), encode_chunked=True,
+                       headers={"Transfer-Encoding": "chunked"})
+    assert connection.getresponse().status == 413
+    connection.close()
+
+
+@pytest.mark.parametrize("cookie", ['fer_session="\u00b2.x"', "fer_session=" + "9" * 5000 + ".x", "fer_session=9999999999.\u00e9"])
+def test_a_malformed_session_cookie_is_no_credential_and_no_crash(cookie) -> None:
+    assert not Access(TOKEN).allows({"cookie": cookie.encode().decode("unicode_escape")})

@@ -19,6 +19,8 @@ SCHEMA_VERSION = 2
 SCHEMA_FILE = "alert.schema.json"
 #: Why an episode ended (``end_reason`` of an ``end`` event).
 EndReason = Literal["calm", "face_lost", "camera_stopped", "daemon_stopped"]
+#: The only form a snapshot reference takes: a path on the daemon's HTTP server, never a URL of anywhere else.
+SNAPSHOT_PATH = r"^/snapshots/[0-9a-f]{32}-(start|end)(-face)?\.jpg$"
 #: Scores are published with this many decimals: more is noise, and a message diff stays readable.
 SCORE_DECIMALS = 3
 
@@ -55,8 +57,8 @@ class Snapshot(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    frame: str = Field(description="the whole frame with the face boxed, e.g. /snapshots/<episode_id>-start.jpg")
-    face: str | None = Field(None, description="the face alone; null when faces are blurred for viewers")
+    frame: str = Field(pattern=SNAPSHOT_PATH, description="the whole frame with the face boxed, e.g. /snapshots/<episode_id>-start.jpg")
+    face: str | None = Field(None, pattern=SNAPSHOT_PATH, description="the face alone; null when faces are blurred for viewers")
 
 
 class Alert(BaseModel):
@@ -74,9 +76,9 @@ class Alert(BaseModel):
     episode_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     event: Literal["start", "update", "end"]
     end_reason: EndReason | None = Field(None, description="set on end events only")
-    camera: str
+    camera: str = Field(min_length=1)
     track_id: int = Field(ge=0)
-    emotion: str
+    emotion: str = Field(min_length=1)
     score: float = Field(ge=0, le=1, description="smoothed probability at event_at")
     peak_score: float = Field(ge=0, le=1, description="highest smoothed probability in the episode so far")
     mean_score: float = Field(ge=0, le=1, description="mean smoothed probability over the episode's observations")

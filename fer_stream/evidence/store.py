@@ -51,7 +51,7 @@ class SnapshotStore:
         for entry in os.scandir(self.directory):
             if entry.name.startswith(".tmp-"):
                 os.unlink(entry.path)
-            elif FILE_NAME.match(entry.name) and entry.is_file():
+            elif FILE_NAME.fullmatch(entry.name) and entry.is_file():
                 stat = entry.stat()
                 found.append((stat.st_mtime, entry.name, stat.st_size))
         for written, name, size in sorted(found):
@@ -72,7 +72,7 @@ class SnapshotStore:
         if pictures.face_jpeg is not None:
             files.append((f"{pictures.name}-face.jpg", pictures.face_jpeg))
         for name, data in files:
-            if not FILE_NAME.match(name):
+            if not FILE_NAME.fullmatch(name):
                 log.warning("snapshot %r not kept: not a snapshot name", name)
                 continue
             if len(data) > self.max_bytes:
@@ -91,7 +91,7 @@ class SnapshotStore:
 
     def path(self, name: str) -> Path | None:
         """The file of a snapshot name, None when the name is not one, the picture expired or was removed."""
-        if not FILE_NAME.match(name):
+        if not FILE_NAME.fullmatch(name):
             return None
         with self._lock:
             kept = self._files.get(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import CookieError, SimpleCookie
@@ -31,10 +32,22 @@ PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
 class Access:
     """The token check. ``token`` None means the console is open (loopback only: preflight refuses otherwise)."""
 
-    def __init__(self, token: str | None, *, protect_probes: bool = False, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, token: str | None, *, protect_probes: bool = False, host: str = "127.0.0.1", clock: Callable[[], float] = time.time
+    ) -> None:
+        """``host``: the address the server is bound to, one of the names an open console answers to."""
         self._token = token
         self.protect_probes = protect_probes
         self._clock = clock
+        self.open_hosts = {"localhost", "127.0.0.1", "::1", host.strip("[]").lower()}
+
+    def host_allowed(self, host_header: str) -> bool:
+        """An open console answers only to its own names: a web page whose name was rebound to 127.0.0.1
+        (DNS rebinding) must not read it. With a token this does not matter, and proxies may use any name."""
+        if self._token is not None:
+            return True
+        name = host_header.rsplit(":", 1)[0] if not host_header.startswith("[") else host_header[1:].split("]", 1)[0]
+        return name.lower() in self.open_hosts
 
     @property
     def required(self) -> bool:
@@ -53,9 +66,9 @@ class Access:
 
     def cookie_valid(self, value: str) -> bool:
         expires, _, signature = value.partition(".")
-        if not expires.isdigit() or int(expires) < self._clock():
+        if not re.fullmatch(r"[0-9]{1,12}", expires) or int(expires) < self._clock():
             return False
-        return hmac.compare_digest(signature, self._sign(int(expires)))
+        return hmac.compare_digest(signature.encode("utf-8", "replace"), self._sign(int(expires)).encode())
 
     def allows(self, headers: dict[str, str]) -> bool:
         """Whether a request with these (lower-cased) headers may pass."""
@@ -85,11 +98,17 @@ class RequireToken:
         self.login_page = login_page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.access.required or self.access.is_open(scope["path"]):
+        if scope["type"] == "websocket":  # the console has none: nothing may open one past this check
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.access.allows(headers):
+        if not self.access.host_allowed(headers.get("host", "")):
+            await _respond(send, 421, b'{"error": "this console answers only to its own address"}', b"application/json")
+            return
+        if not self.access.required or self.access.is_open(scope["path"]) or self.access.allows(headers):
             await self.app(scope, receive, send)
             return
         if _wants_page(scope["path"], headers):
@@ -97,11 +116,15 @@ class RequireToken:
         else:
             body, content_type = b'{"error": "the console needs its access token (Authorization: Bearer, or log in at /login)"}', \
                 b"application/json"
-        await send({"type": "http.response.start", "status": 401, "headers": [
-            (b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", b'Bearer realm="fer-stream"'), (b"cache-control", b"no-store"),
-        ]})  # fmt: skip
-        await send({"type": "http.response.body", "body": body})
+        await _respond(send, 401, body, content_type, [(b"www-authenticate", b'Bearer realm="fer-stream"')])
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes, extra: list | None = None) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", content_type), (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store"),
+        *(extra or []),
+    ]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
 
 
 def _wants_page(path: str, headers: dict[str, str]) -> bool:

@@ -23,7 +23,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -32,7 +32,7 @@ from fer_stream.daemon_state import DaemonState
 from fer_stream.evidence.store import SnapshotStore
 from fer_stream.http import pages
 from fer_stream.http.access import COOKIE, SESSION_S, Access, RequireToken
-from fer_stream.http.history import AlertHistory, HistoryUnavailableError
+from fer_stream.http.history import MAX_PAGE, AlertHistory, HistoryUnavailableError
 
 #: How often a live stream looks for a newer frame, and an idle event stream sends a keep-alive comment.
 FRAME_POLL_S = 0.05
@@ -107,27 +107,30 @@ class Console:
 
     # --- pages ---------------------------------------------------------------------
     async def index(self, request: Request) -> Response:
-        return HTMLResponse(pages.index(self.state.cameras, logout=self.access.required))
+        return _page(pages.index(self.state.cameras, logout=self.access.required))
 
     async def camera_page(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in self.state.cameras:
             return _not_found(f"no camera named {name!r}")
-        return HTMLResponse(pages.camera(name, logout=self.access.required))
+        return _page(pages.camera(name, logout=self.access.required))
 
     async def login_form(self, request: Request) -> Response:
-        return HTMLResponse(pages.login(request.query_params.get("next", "/")))
+        return _page(pages.login(request.query_params.get("next", "/")))
 
     async def login(self, request: Request) -> Response:
-        if int(request.headers.get("content-length") or 0) > MAX_LOGIN_BYTES:
-            return JSONResponse({"error": "the login form is larger than a login form"}, status_code=413)
-        form = parse_qs((await request.body())[:MAX_LOGIN_BYTES].decode("utf-8", "replace"))
+        body = b""
+        async for chunk in request.stream():  # read in pieces: a chunked body has no Content-Length to check
+            body += chunk
+            if len(body) > MAX_LOGIN_BYTES:
+                return JSONResponse({"error": "the login form is larger than a login form"}, status_code=413)
+        form = parse_qs(body.decode("utf-8", "replace"))
         token, target = form.get("token", [""])[0], _local_path(form.get("next", ["/"])[0])
         if not self.access.required:
             return RedirectResponse(target, status_code=303)
         if not self.access.token_matches(token):
             await asyncio.sleep(LOGIN_FAILURE_DELAY_S)
-            return HTMLResponse(pages.login(target, failed=True), status_code=401)
+            return _page(pages.login(target, failed=True), status_code=401)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(COOKIE, self.access.session_cookie(), max_age=SESSION_S, httponly=True, samesite="strict",
                             secure=request.url.scheme == "https")
@@ -170,21 +173,27 @@ class Console:
 
     # --- alerts ----------------------------------------------------------------------
     def _on_alert(self, alert: Alert) -> None:
-        """From the supervisor's thread: hand the alert to every open event stream."""
+        """From the supervisor's thread: hand the alert to the event loop, which passes it to every open stream."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        data = alert.to_json()
-        for queue in list(self._listeners):
-            loop.call_soon_threadsafe(_offer, queue, data)
+        try:
+            loop.call_soon_threadsafe(self._fan_out, alert.to_json())
+        except RuntimeError:
+            pass  # the loop closed meanwhile: the console is stopping
+
+    def _fan_out(self, data: str) -> None:
+        """On the event loop, the only thread that touches the listeners."""
+        for queue in self._listeners:
+            _offer(queue, data)
 
     async def alert_events(self, request: Request) -> Response:
         """Server-sent events: every alert as it leaves the supervisor (the browser's EventSource reconnects)."""
         self._loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
-        self._listeners.add(queue)
 
         async def events():
+            self._listeners.add(queue)  # here, so the finally below always takes it out again
             try:
                 yield "retry: 2000\n\n"
                 idle = 0.0
@@ -223,6 +232,7 @@ class Console:
             reason = "alerts are not published (alerts.enabled: false)"
         if before is not None:
             return JSONResponse({"events": [], "next": None, "source": "memory", "reason": reason})
+        limit = max(1, min(limit, MAX_PAGE))
         recent = [{"id": None, "alert": json.loads(a.to_json())} for a in reversed(self.state.alerts())][:limit]
         return JSONResponse({"events": recent, "next": None, "source": "memory", "reason": reason})
 
@@ -240,9 +250,27 @@ class Console:
     async def snapshot(self, request: Request) -> Response:
         name = request.path_params["file"]
         path = None if self.snapshots is None else self.snapshots.path(name)
-        if path is None or not path.is_file():
+        try:
+            data = None if path is None else await run_in_threadpool(path.read_bytes)
+        except OSError:
+            data = None  # removed between the check and the read (expiry, the cap)
+        if data is None:
             return _not_found("no such snapshot (expired, removed for the size cap, or never kept)")
-        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        # A face: no copy stays in the browser's cache after logout.
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+#: The pages load their script and style from the daemon only, and may not be framed by another site.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+
+
+def _page(body: bytes, status_code: int = 200) -> Response:
+    return HTMLResponse(body, status_code=status_code, headers={
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
+    })  # fmt: skip
 
 
 def _offer(queue: asyncio.Queue[str], data: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -10,6 +11,9 @@ import redis
 
 from fer_stream.alerts.config import AlertsConfig, RedisConfig
 from fer_stream.alerts.connection import connect, explain
+from fer_stream.alerts.message import Alert
+
+log = logging.getLogger(__name__)
 
 #: A Redis stream entry id (``<ms>-<seq>``): the only cursor accepted.
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -42,8 +46,14 @@ class AlertHistory:
             raw = (fields or {}).get(b"alert") or (fields or {}).get("alert")
             if raw is None or stream_id is None:
                 continue
-            events.append({"id": _text(stream_id), "alert": json.loads(raw)})
-        return {"events": events, "next": events[-1]["id"] if len(entries) == limit and events else None}
+            try:  # whoever can write to the stream must not be able to put script into the console
+                alert = Alert.model_validate_json(raw)
+            except ValueError:
+                log.warning("alert stream entry %s is not an alert message; not shown", _text(stream_id))
+                continue
+            events.append({"id": _text(stream_id), "alert": json.loads(alert.to_json())})
+        last = entries[-1][0] if entries else None
+        return {"events": events, "next": _text(last) if len(entries) == limit and last is not None else None}
 
 
 def _text(value: bytes | str) -> str:

@@ -74,7 +74,7 @@ def start_http_server(
         sock.set_inheritable(False)
     except OSError as exc:
         raise OSError(f"http: cannot listen on {host}:{port} ({exc.strerror}); change http.port or http.host in the config") from exc
-    console = Console(state, metrics_dir=metrics_dir, metrics_lock=metrics_lock, access=access or Access(None),
+    console = Console(state, metrics_dir=metrics_dir, metrics_lock=metrics_lock, access=access or Access(None, host=host),
                       snapshots=snapshots, history=history)
     server = ConsoleServer(sock, console)
     server.start()

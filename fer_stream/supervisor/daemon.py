@@ -149,7 +149,7 @@ class Daemon:
                                                retention_s=snapshots.retention_h * 3600)
         self.http = start_http_server(
             http.host, http.port, self.state, self.metrics_dir, METRICS_LOCK,
-            access=Access(http.token(), protect_probes=http.protect_probes), snapshots=self.snapshots,
+            access=Access(http.token(), protect_probes=http.protect_probes, host=http.host), snapshots=self.snapshots,
             history=AlertHistory(self.config.redis, alerts) if alerts.enabled else None,
         )  # fmt: skip
         self._add(Child(INFERENCE, self._make_inference, self._heartbeat(), on_death=self._inference_died))

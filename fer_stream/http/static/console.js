@@ -96,9 +96,11 @@ function addEvent(alert, live) {
     // Live events go on top; history pages arrive newest first and go below.
     if (live) list.prepend(node); else list.append(node);
   }
-  if (alert.snapshot && (alert.event === "start" || !entry.img.getAttribute("src"))) {
-    entry.img.src = alert.snapshot.face || alert.snapshot.frame;
-    entry.img.onclick = () => window.open(alert.snapshot.frame, "_blank");
+  const snapshot = alert.snapshot;
+  const local = path => typeof path === "string" && /^\/snapshots\/[0-9a-f]{32}-(start|end)(-face)?\.jpg$/.test(path);
+  if (snapshot && local(snapshot.frame) && (alert.event === "start" || !entry.img.getAttribute("src"))) {
+    entry.img.src = local(snapshot.face) ? snapshot.face : snapshot.frame;
+    entry.img.onclick = () => window.open(snapshot.frame, "_blank", "noopener");
   }
   if (alert.event === "end") entry.ended = true;
   if (!entry.alert || alert.event_at >= entry.alert.event_at || alert.event === "end") entry.alert = alert;
@@ -190,7 +192,11 @@ function drawChart(data) {
   ctx.setLineDash([]);
   const legend = document.getElementById("legend");
   if (!legend.childElementCount && data.labels.length) {
-    data.labels.forEach((label, k) => legend.append(el("span", {}, el("i", {style: `background:${COLORS[k % COLORS.length]}`}), label)));
+    data.labels.forEach((label, k) => {
+      const swatch = el("i", {});
+      swatch.style.background = COLORS[k % COLORS.length];  // CSSOM: allowed by the page's style-src 'self'
+      legend.append(el("span", {}, swatch, label));
+    });
   }
   canvas.dataset.updates = String(Number(canvas.dataset.updates) + 1);
   canvas.dataset.points = String(tracks.reduce((n, t) => n + data.tracks[t].length, 0));
