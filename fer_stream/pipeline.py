@@ -174,6 +174,7 @@ def build_pipeline(
     model_version: str,
     alerts_enabled: bool = True,
     host: str | None = None,
+    shard: str | None = None,
     first_track_id: int = 1,
     camera_cooldowns: dict[str, float] | None = None,
 ) -> FacePipeline:
@@ -182,7 +183,7 @@ def build_pipeline(
 
     tracking = settings.tracking
     rules = (
-        AlertTracker(settings.alert_rules, settings.camera.name, list(labels), model_id, model_version, host=host,
+        AlertTracker(settings.alert_rules, settings.camera.name, list(labels), model_id, model_version, host=host, shard=shard,
                      camera_cooldowns=camera_cooldowns)
         if alerts_enabled
         else None

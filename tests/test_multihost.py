@@ -145,6 +145,8 @@ def test_three_hosts_share_the_cameras_once_alert_once_each_and_recover(tmp_path
         ids = [a["alert_id"] for a in starts()]
         assert len(ids) == len(set(ids))
         assert {a["camera"] for a in starts()} <= set(angry), "calm cameras do not alert"
+        owner_of = {camera: i for i, cameras in running.items() for camera in cameras}
+        assert all(a["shard"] == f"{owner_of[a['camera']]}/{SHARDS}" for a in starts()), "an alert names its daemon's shard"
 
         # Killing one host's daemon fires the daemon-down rule; restarting it brings its cameras back.
         victim = 1

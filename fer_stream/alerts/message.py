@@ -89,6 +89,7 @@ class Alert(BaseModel):
     frame: FrameSize
     model: ModelRef
     host: str
+    shard: str | None = Field(None, pattern=r"^\d+/\d+$", description="the daemon's shard of the cameras (I/N); null: all")
     snapshot: Snapshot | None = Field(None, description="the event's pictures; null when none were kept")
 
     @field_validator("score", "peak_score", "mean_score", "duration_s")

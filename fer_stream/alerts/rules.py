@@ -77,6 +77,7 @@ class AlertTracker:
         model_id: str,
         model_version: str,
         host: str | None = None,
+        shard: str | None = None,
         max_tracks: int = 256,
         camera_cooldowns: dict[str, float] | None = None,
     ) -> None:
@@ -97,6 +98,7 @@ class AlertTracker:
         self._release = {self.labels.index(name): rules.release_for(name) for name in rules.watched}
         self._model = ModelRef(id=model_id, version=model_version)
         self._host = host or socket.gethostname()
+        self._shard = shard
         self._max_tracks = max_tracks
         self._tracks: dict[int, _Track] = {}
         self._cooldown_until: dict[tuple[int, int], float] = {}
@@ -223,6 +225,7 @@ class AlertTracker:
             frame=FrameSize(width=int(track.frame_size[0]), height=int(track.frame_size[1])),
             model=self._model,
             host=self._host,
+            shard=self._shard,
         )
 
     # --- bounded memory ----------------------------------------------------------

@@ -57,6 +57,8 @@ class CameraSpec:
     #: Whether alert events get pictures (alerts.snapshots.enabled).
     snapshots: bool = True
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    #: The daemon's shard of the cameras (I/N), carried by its alerts; None when it runs them all.
+    shard: str | None = None
 
     @property
     def name(self) -> str:
@@ -140,6 +142,7 @@ class CameraLoop:
             alerts_enabled=spec.alerts_enabled,
             first_track_id=spec.first_track_id,
             camera_cooldowns=spec.camera_cooldowns,
+            shard=spec.shard,
         )
         self.recorder = EvidenceRecorder(blur=spec.console.blur_faces) if spec.snapshots and spec.alerts_enabled else None
         self.finished = False

@@ -220,6 +220,7 @@ class Daemon:
                 max_backlog=max(1, self.config.inference.request_queue_size // 4),
                 camera_cooldowns={e: t for e, t in self.camera_cooldowns[name].items() if t > now},
                 snapshots=self.snapshots is not None, console=self.config.console,
+                shard=None if self.shard is None else str(self.shard),
             )  # fmt: skip
             return self.ctx.Process(
                 target=worker.main, args=(spec, queues, self.view_wanted[name], os.getpid(), heartbeat),
