@@ -112,3 +112,38 @@ def test_backoff_doubles_up_to_the_cap_with_jitter_below_each_step():
 def test_backoff_refuses_an_inverted_range():
     with pytest.raises(ValueError, match="initial_s <= maximum_s"):
         Backoff(5.0, 1.0)
+
+
+def test_a_live_source_converts_only_the_frames_its_consumer_takes(media_dir: Path, monkeypatch):
+    """30 frames a second read, 5 taken: 5 pay the colour conversion, not 30 (grab without retrieve)."""
+    from fer_stream.camera import source as source_module
+
+    retrieved = []
+    real = cv2.VideoCapture
+
+    class CountingCapture:
+        def __init__(self, *args) -> None:
+            self._capture = real(*args)
+
+        def __getattr__(self, name: str):
+            return getattr(self._capture, name)
+
+        def retrieve(self):
+            retrieved.append(time.monotonic())
+            return self._capture.retrieve()
+
+    monkeypatch.setattr(source_module.cv2, "VideoCapture", CountingCapture)
+    camera = CameraConfig(name="on-demand", source=str(media_dir / "angry_man.mp4"))
+    taken = []
+    with FrameSource(camera) as source:
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            frame = source.latest(timeout=1.0)
+            if frame is not None:
+                taken.append(time.monotonic() - frame.captured_monotonic)
+                time.sleep(0.2)  # the pipeline samples 5 frames a second
+    read = metric("fer_camera_frames_read_total", "on-demand")
+    assert read >= 60, "the reader keeps reading the 30 fps file in real time"
+    assert len(taken) >= 10 and len(retrieved) <= len(taken) + 2, f"{len(retrieved)} conversions for {len(taken)} frames taken"
+    assert max(taken) < 0.1, "a frame handed out was read after the consumer asked, not long before"
+    assert metric("fer_camera_frames_skipped_total", "on-demand", reason="stale") >= read - len(retrieved)

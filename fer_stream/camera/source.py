@@ -1,8 +1,11 @@
 """A camera as a stream of newest frames: RTSP, USB or a video file, reconnecting by itself.
 
-A reader thread decodes continuously and keeps only the newest frame, so a slow
-consumer never builds latency; frames it replaced before anyone took them are
-counted as skipped (``reason="stale"``). A file read with ``realtime: false`` is
+A reader thread reads continuously and hands out only the newest frame, so a slow
+consumer never builds latency. It decodes every frame (the codec needs them) but
+converts one to a picture only while the consumer waits for one: a camera sending
+30 frames a second to a pipeline sampling 10 pays the colour conversion and copy
+of 10 (``grab`` without ``retrieve``). Frames not handed out are counted as
+skipped (``reason="stale"``). A file read with ``realtime: false`` is
 the exception: there is no clock to keep up with, so the reader hands over every
 frame in order and waits until it is taken (decoding a frame only to drop it
 would spend the CPU the pipeline needs). A stream that fails to open, breaks or
@@ -46,6 +49,8 @@ _OPEN_LOCK = threading.Lock()
 FALLBACK_FILE_FPS = 25.0
 #: A paced file that fell this far behind restarts its schedule instead of bursting to catch up.
 MAX_PACING_LAG_S = 1.0
+#: Marks a frame read but not converted (nobody waited for it).
+NOT_CONVERTED = np.empty(0, np.uint8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,8 @@ class FrameSource:
         self._frame: Frame | None = None
         self._taken_id = 0
         self._next_id = 1
+        self._wanted = False  # the consumer waits in latest(): the next frame read is converted for it
+        self._last_read = time.monotonic()  # of the last frame read, converted or not (stall detection)
         self._state = SourceState.STARTING
         self._reason = "opening"
         self._stall_counted = False
@@ -94,7 +101,9 @@ class FrameSource:
     def latest(self, timeout: float | None = None) -> Frame | None:
         """The newest frame not handed out before, waiting up to ``timeout`` s; None if none came (or finished)."""
         with self._changed:
+            self._wanted = True
             self._changed.wait_for(self._has_news, timeout)
+            self._wanted = False
             frame = self._frame
             if frame is None or frame.frame_id <= self._taken_id:
                 self._check_stall()
@@ -107,7 +116,7 @@ class FrameSource:
         """A live stream that sent nothing for stall_timeout_s is down now, though FFmpeg's read may block longer."""
         if self.camera.kind == "file" or self._state is not SourceState.UP or self._frame is None:
             return
-        silent = time.monotonic() - self._frame.captured_monotonic
+        silent = time.monotonic() - max(self._frame.captured_monotonic, self._last_read)
         if silent > self.camera.stall_timeout_s:
             CAMERA_STALLS.labels(camera=self.camera.name).inc()
             self._stall_counted = True
@@ -203,26 +212,48 @@ class FrameSource:
         due = time.monotonic()
         last_good = time.monotonic()
         delivered = 0
+        on_demand = not self._lockstep
         while not self._stop.is_set():
-            ok, image = capture.read()
+            if on_demand:
+                ok = capture.grab()
+                image = None
+                if ok and (self._wanted or self._state is not SourceState.UP):
+                    ok, image = capture.retrieve()
+                elif ok:
+                    image = NOT_CONVERTED
+            else:
+                ok, image = capture.read()
             now = time.monotonic()
             if not ok:
                 # A file that ends after frames ended; one that gives none is broken, not finished.
                 return "ended" if is_file and delivered else "lost"
+            if image is NOT_CONVERTED:
+                self._last_read = last_good = now
+                delivered += 1
+                FRAMES_READ.labels(camera=camera.name).inc()
+                FRAMES_SKIPPED.labels(camera=camera.name, reason="stale").inc()
+                due = self._pace(paced, due, interval, now)
+                continue
             if image is None or image.size == 0:
                 FRAMES_CORRUPT.labels(camera=camera.name).inc()
                 if now - last_good > camera.stall_timeout_s:
                     return "lost"
                 continue
-            last_good = now
+            self._last_read = last_good = now
             delivered += 1
             self._publish(image, now)
-            if paced:
-                due += interval
-                if now - due > MAX_PACING_LAG_S:
-                    due = now
-                self._stop.wait(max(0.0, due - time.monotonic()))
+            due = self._pace(paced, due, interval, now)
         return "closed"
+
+    def _pace(self, paced: bool, due: float, interval: float, now: float) -> float:
+        """A realtime file waits for its next frame's time, like a camera; returns the new due time."""
+        if not paced:
+            return due
+        due += interval
+        if now - due > MAX_PACING_LAG_S:
+            due = now
+        self._stop.wait(max(0.0, due - time.monotonic()))
+        return due
 
     def _publish(self, image: np.ndarray, monotonic_now: float) -> None:
         FRAMES_READ.labels(camera=self.camera.name).inc()
