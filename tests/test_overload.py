@@ -62,3 +62,23 @@ def test_a_camera_that_spends_all_its_time_working_is_starved_of_cpu():
     g.update(1.0, backlog=0, latency_s=0.05, busy=0.8)  # neither behind nor comfortably ahead: hold
     assert g.fps == pytest.approx(7.5)
     assert g.update(2.0, backlog=0, latency_s=0.05, busy=0.3) == pytest.approx(8.5)
+
+
+def test_cpu_slots_bound_concurrent_frames_and_a_dead_holders_slot_comes_back():
+    import multiprocessing
+    import os
+
+    from fer_stream.camera.slots import CpuSlots
+
+    ctx = multiprocessing.get_context("spawn")
+    slots = CpuSlots(ctx, 2)
+    first, second = slots.acquire(0.1), slots.acquire(0.1)
+    assert {first, second} == {0, 1}
+    assert slots.acquire(0.05) is None, "no third camera works on a frame while two cores are busy"
+    slots.release(first)
+    again = slots.acquire(0.1)
+    assert again == first
+    # A camera killed while holding its slots: the supervisor gives them back by pid.
+    assert slots.free_dead(os.getpid()) == 2
+    assert {slots.acquire(0.1), slots.acquire(0.1)} == {0, 1}
+    assert slots.free_dead(12345) == 0

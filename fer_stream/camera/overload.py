@@ -11,7 +11,9 @@ it cuts its rate by a quarter; comfortably ahead on both, it climbs back by a
 tenth of its configured rate a step (additive increase, multiplicative
 decrease, as TCP shares a link), so cameras converge on equal shares and the
 rate follows the load both ways. Camera processes also run at a lower CPU
-priority than the inference worker, so the classifier is never starved.
+priority than the inference worker, so the classifier is never starved, and
+take a CPU slot per frame (fer_stream/camera/slots.py), so no more of them work
+at once than there are cores.
 
 Pure and driven by an injected clock, so it is unit-tested without processes.
 """

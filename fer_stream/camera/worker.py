@@ -19,6 +19,7 @@ import numpy as np
 
 from fer_stream.alerts.message import Alert, EndReason
 from fer_stream.camera.overload import FpsGovernor
+from fer_stream.camera.slots import CpuSlots
 from fer_stream.config.models import CameraSettings, ConsoleSettings
 from fer_stream.evidence.recorder import EvidenceRecorder
 from fer_stream.faces import blur_faces, draw_annotations
@@ -33,6 +34,8 @@ STATUS_EVERY_S = 1.0
 JPEG_QUALITY = 70
 #: How much lower than the inference worker's the camera processes' CPU priority is.
 CAMERA_NICENESS = 5
+#: Longest a camera waits for a CPU slot before it lets the frame go (counted as shed).
+SLOT_WAIT_S = 1.0
 #: Longest a stopping camera waits for its last alerts (episode ends) to reach the supervisor's pipe.
 ALERT_FLUSH_S = 1.0
 
@@ -80,10 +83,11 @@ class CameraQueues:
         return (self.requests, self.alerts, self.status, self.views, self.pictures)
 
 
-def main(spec: CameraSpec, queues: CameraQueues, view_wanted, parent_pid: int, heartbeat) -> None:
+def main(spec: CameraSpec, queues: CameraQueues, view_wanted, slots: CpuSlots | None, parent_pid: int, heartbeat) -> None:
     """Process entry point (spawned by the supervisor); ``heartbeat`` (shared double) gets the time of each step.
 
-    ``view_wanted`` (an Event) is set by the supervisor while someone watches this camera on the console.
+    ``view_wanted`` (an Event) is set by the supervisor while someone watches this camera on the console;
+    ``slots`` (overload control) bounds how many cameras work on a frame at once.
     """
     from fer_stream.process import parent_alive, start_child
 
@@ -96,7 +100,7 @@ def main(spec: CameraSpec, queues: CameraQueues, view_wanted, parent_pid: int, h
     os.nice(CAMERA_NICENESS)
     for q in queues.outgoing():
         q.detach_on_exit()
-    loop = CameraLoop(spec, queues, view_wanted)
+    loop = CameraLoop(spec, queues, view_wanted, slots)
     loop.start()
     reason: EndReason = "camera_stopped"
     try:
@@ -114,7 +118,7 @@ def main(spec: CameraSpec, queues: CameraQueues, view_wanted, parent_pid: int, h
 class CameraLoop:
     """One camera's pipeline, one ``step`` per processed frame (or per idle wait)."""
 
-    def __init__(self, spec: CameraSpec, queues: CameraQueues, view_wanted) -> None:
+    def __init__(self, spec: CameraSpec, queues: CameraQueues, view_wanted, slots: CpuSlots | None = None) -> None:
         from fer_stream.camera.source import FrameSource
         from fer_stream.pipeline import build_pipeline
 
@@ -123,6 +127,7 @@ class CameraLoop:
         self.name = spec.name
         self.queues = queues
         self.view_wanted = view_wanted
+        self.slots = slots
         overload = settings.overload
         self.governor = (
             FpsGovernor(target_fps=settings.camera.fps, min_fps=overload.min_fps, max_backlog=spec.max_backlog,
@@ -208,8 +213,17 @@ class CameraLoop:
             return
         self._last_frame_id = frame.frame_id
         self._next_due = max(self._next_due + self.period, now - self.period)
-        self.process(frame)
-        self._busy_s += time.monotonic() - now
+        slots = self.slots
+        slot = None if slots is None else slots.acquire(SLOT_WAIT_S)
+        if slots is not None and slot is None:
+            self.m_shed.inc()  # no core came free for it: the frame goes unprocessed
+        else:
+            try:
+                self.process(frame)
+            finally:
+                if slots is not None and slot is not None:
+                    slots.release(slot)
+        self._busy_s += time.monotonic() - now  # waiting for a slot counts: the CPU is what is short
 
     def process(self, frame) -> None:
         started = time.perf_counter()

@@ -150,6 +150,9 @@ class OverloadSettings(_Section):
     max_latency_s: float = Field(
         0.5, gt=0, description="capture-to-result latency above which cameras sample fewer frames"
     )
+    cpu_slots: int | None = Field(
+        None, ge=1, le=1024, description="at most this many cameras work on a frame at once; null = the CPUs the daemon may use"
+    )
 
 
 class WatchdogSettings(_Section):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import fer_stream
 from fer_stream.alerts.message import Alert, EndReason, utc_from_epoch
+from fer_stream.camera.slots import CpuSlots
 from fer_stream.camera.worker import CameraQueues, CameraSpec
 from fer_stream.config.models import FerStreamConfig
 from fer_stream.config.shard import Shard
@@ -116,6 +117,10 @@ class Daemon:
         self.status: BoundedQueue[CameraStatus] = BoundedQueue(self.ctx, "status", STATUS_QUEUE_SIZE)
         self.ready: BoundedQueue[ModelStatus] = BoundedQueue(self.ctx, "ready", 4)
         self.views: BoundedQueue = BoundedQueue(self.ctx, "views", max(4, 2 * len(self.cameras)))
+        overload = config.overload
+        #: At most one camera per core works on a frame at once (fer_stream/camera/slots.py).
+        self.cpu_slots = (CpuSlots(self.ctx, overload.cpu_slots or len(os.sched_getaffinity(0)))
+                          if overload.enabled else None)  # fmt: skip
         self.children: dict[str, Child] = {}
         #: camera -> (track, emotion) -> its start: what to end if the camera worker dies mid-episode.
         self.open_episodes: dict[str, dict[tuple[int, str], Alert]] = {c: {} for c in self.cameras}
@@ -223,7 +228,7 @@ class Daemon:
                 shard=None if self.shard is None else str(self.shard),
             )  # fmt: skip
             return self.ctx.Process(
-                target=worker.main, args=(spec, queues, self.view_wanted[name], os.getpid(), heartbeat),
+                target=worker.main, args=(spec, queues, self.view_wanted[name], self.cpu_slots, os.getpid(), heartbeat),
                 name=camera_worker_name(name), daemon=False,
             )
 
@@ -237,6 +242,10 @@ class Daemon:
 
     def _camera_died_hook(self, name: str) -> Callable[[], None]:
         def hook() -> None:
+            dead = self.children[camera_worker_name(name)].process
+            if self.cpu_slots is not None and dead is not None and dead.pid is not None:
+                if self.cpu_slots.free_dead(dead.pid):
+                    log.warning("camera %s died while working on a frame: gave its CPU slot back", name)
             self._repair(self.requests, reader=True, writer=False)
             self._repair(self.results[name], reader=True, writer=False)
             for q in (self.alerts, self.status, self.views, self.pictures):
