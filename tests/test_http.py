@@ -36,6 +36,12 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, byte
         return exc.code, exc.headers["Content-Type"], exc.read()
 
 
+def connect(url: str) -> http.client.HTTPConnection:
+    """A raw connection to the served console, for endless streams and hand-made requests."""
+    host, port = url.removeprefix("http://").split(":")
+    return http.client.HTTPConnection(host, int(port), timeout=10)
+
+
 def jpeg(value: int = 0) -> bytes:
     return cv2.imencode(".jpg", np.full((8, 8, 3), value, np.uint8))[1].tobytes()
 
@@ -105,8 +111,7 @@ def test_pages_status_and_single_frames(served) -> None:
 
 def test_the_live_stream_is_mjpeg_and_counts_as_watching(served) -> None:
     state, url = served
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection = connect(url)
     connection.request("GET", "/cameras/door/live.mjpeg")
     response = connection.getresponse()
     assert response.status == 200 and response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
@@ -129,8 +134,7 @@ def test_the_live_stream_is_mjpeg_and_counts_as_watching(served) -> None:
 
 def test_alerts_arrive_as_server_sent_events_and_history_falls_back_to_memory(served) -> None:
     state, url = served
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection = connect(url)
     connection.request("GET", "/api/alerts/live")
     response = connection.getresponse()
     assert response.headers["Content-Type"].startswith("text/event-stream")
@@ -254,8 +258,7 @@ def test_with_a_token_every_page_stream_snapshot_and_api_needs_it(guarded) -> No
             continue  # an endless stream: checked below
         assert get(url + path, bearer)[0] == 200, path
     assert get(url + f"/snapshots/{episode}-start.jpg", bearer)[2] == jpeg()
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection = connect(url)
     connection.request("GET", "/cameras/lobby/live.mjpeg", headers=bearer)
     assert connection.getresponse().status == 200
     connection.close()
@@ -321,8 +324,7 @@ def test_pages_forbid_outside_scripts_and_framing(served) -> None:
 
 def test_a_huge_chunked_login_is_refused_before_it_is_read(guarded) -> None:
     _, _, url = guarded
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection = connect(url)
     connection.request("POST", "/login", body=iter([b"token=" + b"x" * 3000, b"y" * 3000]), encode_chunked=True,
                        headers={"Transfer-Encoding": "chunked"})
     assert connection.getresponse().status == 413

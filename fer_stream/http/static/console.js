@@ -31,18 +31,21 @@ function startLive(img) {
 }
 document.querySelectorAll("img.live").forEach(startLive);
 
-// --- health ---
-async function pollStatus() {
+// --- polling: the health bar and the chart; a failed poll is what "connection lost" means ---
+async function poll(url, show) {
   try {
-    const response = await fetch("/status", {cache: "no-store"});
+    const response = await fetch(url, {cache: "no-store"});
     if (!response.ok) throw new Error(response.status);
-    showStatus(await response.json());
+    show(await response.json());
     statusOk = true;
   } catch (e) {
     statusOk = false;
   }
   setConnection();
 }
+
+// --- health ---
+const pollStatus = () => poll("/status", showStatus);
 
 function showStatus(s) {
   const names = Object.keys(s.cameras);
@@ -151,17 +154,7 @@ function startAlerts() {
 // --- the camera page's chart: seven smoothed scores of each track over the last minute ---
 const WINDOW_S = 60;
 
-async function pollScores() {
-  try {
-    const response = await fetch(`/api/cameras/${encodeURIComponent(config.camera)}/scores`, {cache: "no-store"});
-    if (!response.ok) throw new Error(response.status);
-    drawChart(await response.json());
-    statusOk = true;
-  } catch (e) {
-    statusOk = false;
-  }
-  setConnection();
-}
+const pollScores = () => poll(`/api/cameras/${encodeURIComponent(config.camera)}/scores`, drawChart);
 
 function drawChart(data) {
   const canvas = document.getElementById("chart");
