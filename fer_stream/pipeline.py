@@ -59,8 +59,8 @@ class TrackedFace:
     score: float = 0.0
     problem: QualityProblem | None = None
     alerting: set[str] = field(default_factory=set)
-    #: Probability of every label: the alert rules' smoothed ones, or the latest result's without rules.
-    scores: tuple[float, ...] = ()
+    #: The latest result's probabilities (the view shows the rules' smoothed ones instead when there are rules).
+    probabilities: np.ndarray | None = None
 
 
 class FacePipeline:
@@ -131,11 +131,10 @@ class FacePipeline:
             return []  # the track ended while its face was being classified
         top = int(np.argmax(probabilities))
         state.emotion, state.score = self.labels[top], float(probabilities[top])
+        state.probabilities = probabilities
         if self.rules is None:
-            state.scores = tuple(float(p) for p in probabilities)
             return []
         alerts = self.rules.observe(track_id, probabilities, captured_at, state.box, self.frame_size)
-        state.scores = tuple((self.rules.smoothed(track_id) or {}).values())
         for alert in alerts:
             if alert.track_id == track_id and alert.event == "start":
                 state.alerting.add(alert.emotion)
@@ -159,10 +158,19 @@ class FacePipeline:
         return [] if self.rules is None else self.rules.forget_all(t, reason)
 
     def views(self) -> tuple[TrackView, ...]:
+        """What the live view and the heartbeat show (built about once a second, not per result)."""
         return tuple(
-            TrackView(track_id=tid, box=s.box, emotion=s.emotion, score=s.score, alerting=bool(s.alerting), scores=s.scores)
+            TrackView(track_id=tid, box=s.box, emotion=s.emotion, score=s.score, alerting=bool(s.alerting),
+                      scores=self._scores(tid, s))
             for tid, s in sorted(self.tracks.items())
         )
+
+    def _scores(self, track_id: int, face: TrackedFace) -> tuple[float, ...]:
+        """Every label's probability: the alert rules' smoothed ones, or the latest result's without rules."""
+        smoothed = None if self.rules is None else self.rules.smoothed(track_id)
+        if smoothed is not None:
+            return tuple(smoothed.values())
+        return () if face.probabilities is None else tuple(float(p) for p in face.probabilities)
 
 
 def build_pipeline(

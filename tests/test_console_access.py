@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import urllib.error
-import urllib.request
 
 import pytest
-from daemon_fixtures import Daemon, camera, camera_yaml, refused, wait_for
+from daemon_fixtures import Daemon, camera, camera_yaml, http_get, refused, wait_for
 from redis_fixtures import RedisServer, redis_server  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "console-token-for-the-test-0123456789"
-
-
-def request(url: str, token: str | None = None) -> tuple[int, bytes]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def test_bound_beyond_loopback_without_a_token_the_daemon_refuses_to_start(media_dir, tmp_path):
@@ -53,8 +42,8 @@ def test_with_a_token_everything_but_the_probes_answers_401_without_it(tmp_path,
                  "/api/cameras/angry-man/scores", "/cameras/angry-man/live.mjpeg", start["snapshot"]["frame"],
                  start["snapshot"]["face"], "/static/console.js"]
         for path in paths:
-            assert request(daemon.url + path)[0] == 401, path
-            assert request(daemon.url + path, "not-the-token-0123456789")[0] == 401, path
+            assert http_get(daemon.url + path)[0] == 401, path
+            assert http_get(daemon.url + path, token="not-the-token-0123456789")[0] == 401, path
         for path in paths:
             if path.endswith(("/live", ".mjpeg")):
                 connection = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=10)
@@ -62,12 +51,12 @@ def test_with_a_token_everything_but_the_probes_answers_401_without_it(tmp_path,
                 assert connection.getresponse().status == 200, path
                 connection.close()
             elif path != "/cameras/angry-man.jpg":  # 503 until a frame was asked for: checked below
-                assert request(daemon.url + path, TOKEN)[0] == 200, path
-        wait_for("a single live frame", lambda: request(daemon.url + "/cameras/angry-man.jpg", TOKEN)[0] == 200, timeout=20)
-        code, body = request(daemon.url + start["snapshot"]["frame"], TOKEN)
+                assert http_get(daemon.url + path, token=TOKEN)[0] == 200, path
+        wait_for("a single live frame", lambda: http_get(daemon.url + "/cameras/angry-man.jpg", token=TOKEN)[0] == 200, timeout=20)
+        code, body = http_get(daemon.url + start["snapshot"]["frame"], token=TOKEN)
         assert code == 200 and body[:2] == b"\xff\xd8"
         for path in ("/healthz", "/readyz", "/metrics"):
-            assert request(daemon.url + path)[0] == 200, path
+            assert http_get(daemon.url + path)[0] == 200, path
     finally:
         daemon.stop()
     assert TOKEN not in daemon.log.read_text()

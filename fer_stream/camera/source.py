@@ -81,6 +81,8 @@ class FrameSource:
         self._reason = "opening"
         self._stall_counted = False
         self._up = CAMERA_UP.labels(camera=camera.name)
+        self._m_read = FRAMES_READ.labels(camera=camera.name)  # counted per frame: labels looked up once
+        self._m_stale = FRAMES_SKIPPED.labels(camera=camera.name, reason="stale")
         self._up.set(0)
         self._thread = threading.Thread(target=self._run, name=f"frames-{camera.name}", daemon=True)
         if start:
@@ -230,8 +232,8 @@ class FrameSource:
             if image is NOT_CONVERTED:
                 self._last_read = last_good = now
                 delivered += 1
-                FRAMES_READ.labels(camera=camera.name).inc()
-                FRAMES_SKIPPED.labels(camera=camera.name, reason="stale").inc()
+                self._m_read.inc()
+                self._m_stale.inc()
                 due = self._pace(paced, due, interval, now)
                 continue
             if image is None or image.size == 0:
@@ -256,7 +258,7 @@ class FrameSource:
         return due
 
     def _publish(self, image: np.ndarray, monotonic_now: float) -> None:
-        FRAMES_READ.labels(camera=self.camera.name).inc()
+        self._m_read.inc()
         with self._changed:
             if self._lockstep:
                 self._changed.wait_for(lambda: self._frame is None or self._frame.frame_id <= self._taken_id or self._stop.is_set())
@@ -264,7 +266,7 @@ class FrameSource:
                     return
                 monotonic_now = time.monotonic()  # the frame arrives when the consumer can take it
             if self._frame is not None and self._frame.frame_id > self._taken_id:
-                FRAMES_SKIPPED.labels(camera=self.camera.name, reason="stale").inc()
+                self._m_stale.inc()
             self._frame = Frame(self._next_id, time.time(), monotonic_now, image)
             self._next_id += 1
             self._stall_counted = False
