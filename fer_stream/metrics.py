@@ -13,7 +13,11 @@ secrets: cameras are labelled by their configured *name*, never their URL.
 
 from __future__ import annotations
 
+import glob
+import os
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # Milliseconds to seconds: inference batches take ~1-50 ms, end-to-end latency up to seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -105,3 +109,21 @@ CONSOLE_FRAMES_ENCODED = Counter(
     "fer_console_frames_encoded_total", "Live-view JPEGs a camera encoded (only while someone watches it)", ["camera"]
 )
 CONSOLE_VIEWERS = Gauge("fer_console_viewers", "Open live streams of a camera on the console", ["camera"], multiprocess_mode="max")
+
+
+class SettledCollector(MultiProcessCollector):
+    """Every process's samples, without the file of a child that is only now creating it.
+
+    A freshly spawned child's metrics file exists, empty, for a moment before it is sized;
+    prometheus_client's own collector fails the whole scrape on it.
+    """
+
+    def collect(self):
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(path) >= 8:  # the header: bytes used, and padding
+                    files.append(path)
+            except FileNotFoundError:
+                pass  # a dead child's, removed meanwhile
+        return self.merge(files, accumulate=True)

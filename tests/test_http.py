@@ -209,10 +209,12 @@ def test_scores_of_the_last_minute_for_the_chart(served) -> None:
     assert get(url + "/api/cameras/nope/scores")[0] == 404
 
 
-def test_metrics_and_unknown_pages(served) -> None:
+def test_metrics_and_unknown_pages(served, tmp_path) -> None:
     _, url = served
     code, ctype, _ = get(url + "/metrics")
     assert code == 200 and ctype.startswith("text/plain")
+    (tmp_path / "counter_4242.db").write_bytes(b"")  # a child that is creating its metrics file right now
+    assert get(url + "/metrics")[0] == 200, "a scrape at that moment still answers"
     code, _, body = get(url + "/nope")
     assert code == 404 and b"/metrics" in body
 

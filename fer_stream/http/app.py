@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,6 +32,7 @@ from fer_stream.evidence.store import SnapshotStore
 from fer_stream.http import pages
 from fer_stream.http.access import COOKIE, SESSION_S, Access, RequireToken
 from fer_stream.http.history import MAX_PAGE, AlertHistory, HistoryUnavailableError
+from fer_stream.metrics import SettledCollector
 
 #: How often a live stream looks for a newer frame, and an idle event stream sends a keep-alive comment.
 FRAME_POLL_S = 0.05
@@ -56,7 +56,7 @@ class Console:
         self.snapshots = snapshots
         self.history = history
         self.registry = CollectorRegistry()
-        MultiProcessCollector(self.registry, path=metrics_dir)
+        SettledCollector(self.registry, path=metrics_dir)
         self.closing = threading.Event()
         self._listeners: set[asyncio.Queue[str]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
