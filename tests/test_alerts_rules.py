@@ -234,3 +234,44 @@ def test_smoothed_scores_follow_the_half_life():
     rules.observe(1, probs(angry=0.9), T0 + 2.0, BOX, FRAME)
     assert rules.smoothed(1)["angry"] == pytest.approx(((1 / 7 + 0.1) / 2 + 0.9) / 2)
     assert list(rules.smoothed(1)) == rules.labels and rules.smoothed(99) is None
+
+
+def test_a_single_spike_does_not_start_an_episode_under_the_consensus_rule():
+    """A burst of three 0.99-angry readings lifts the slow average over the threshold for most of a second;
+    the readings after it put neutral first, so fewer than min_top_share of the candidate's readings have
+    angry on top."""
+    settings = dict(enter_threshold={"angry": 0.3, "fear": 0.3}, release_threshold={"angry": 0.1, "fear": 0.1},
+                    smoothing_half_life_s=1.0, min_duration_s=0.5, min_observations=3)
+
+    def glance(rules: AlertTracker) -> list:
+        alerts, t = feed(rules, 1, probs(neutral=0.6, angry=0.2), T0, 8)
+        more, t = feed(rules, 1, probs(angry=0.99), t, 0.3)
+        return alerts + more + feed(rules, 1, probs(neutral=0.6, angry=0.2), t, 3)[0]
+
+    assert glance(tracker(**settings, min_top_share=0.6)) == []
+    # Without the consensus rule the same readings start an episode: the rule is what holds it back.
+    assert [a.event for a in glance(tracker(**settings, min_top_share=0.0))] == ["start"]
+
+
+def test_a_sustained_run_with_the_emotion_on_top_starts_an_episode_under_the_consensus_rule():
+    rules = tracker(min_top_share=0.6, min_duration_s=0.5, min_observations=5)
+    alerts, _ = feed(rules, 1, probs(angry=0.7), T0, 3.0)
+    assert [a.event for a in alerts] == ["start"]
+    # The start comes when both hold: at least min_duration_s after the score entered, and the share met.
+    assert 0.5 <= alerts[0].duration_s <= 0.7
+
+
+def test_the_consensus_share_counts_only_the_candidates_own_readings():
+    """Readings where disgust is on top with angry a close second (a frown while talking) keep the share
+    below 0.6 however long they last; once angry wins most readings the episode starts."""
+    rules = tracker(enter_threshold={"angry": 0.35, "fear": 0.35}, release_threshold={"angry": 0.2, "fear": 0.2},
+                    min_top_share=0.6)
+    frown, t = feed(rules, 1, probs(disgust=0.45, angry=0.4), T0, 5)
+    assert frown == []
+    angry, _ = feed(rules, 1, probs(angry=0.6, disgust=0.3), t, 20)
+    assert [a.event for a in angry] == ["start"]
+
+
+def test_min_top_share_is_bounded():
+    with pytest.raises(ValueError):
+        AlertRules(min_top_share=1.5)

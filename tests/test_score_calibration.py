@@ -36,6 +36,18 @@ def test_the_fit_recovers_a_known_temperature_and_bias():
     )
 
 
+def test_the_fit_on_vote_distributions_recovers_a_known_temperature_and_bias():
+    """Fitted on each face's distribution of crowd votes rather than one label a face, the NLL is a
+    cross-entropy whose minimum is the distribution itself."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (5_000, 4))
+    bias = np.array([0.0, -0.6, 0.4, 0.2])
+    truth = softmax(logits / 1.6 + bias)  # a model too sure of itself against the crowd
+    temperature, fitted = fit_calibration(softmax(logits).astype(np.float32), truth)
+    assert temperature == pytest.approx(1.6, rel=0.02)
+    assert fitted == pytest.approx(bias, abs=0.03)
+
+
 def test_identity_calibration_leaves_probabilities_alone():
     p = softmax(np.random.default_rng(1).normal(0, 1, (50, 7))).astype(np.float32)
     assert calibrate_scores(p, 1.0, np.zeros(7)) == pytest.approx(p, abs=1e-6)

@@ -16,6 +16,7 @@ def _train(args: argparse.Namespace) -> int:
     from training.distill import DistillationError
     from training.presets import AUGMENTATIONS, PRESETS
     from training.train import ImageNetWeightsMissingError, train
+    from training.votes import VotesError
 
     preset = PRESETS[args.preset]
     overrides = {k: v for k, v in (("epochs", args.epochs), ("alpha", args.alpha), ("input_size", args.input_size),
@@ -24,7 +25,7 @@ def _train(args: argparse.Namespace) -> int:
                                    ("average_last_epochs", args.average_last),
                                    ("distill_weight", args.distill_weight),
                                    ("teacher_views", args.teacher_views), ("mixup_alpha", args.mixup_alpha),
-                                   ("per_class_cap", args.per_class_cap),
+                                   ("per_class_cap", args.per_class_cap), ("logit_adjustment", args.logit_adjustment),
                                    ("augmentation", AUGMENTATIONS.get(args.augmentation))) if v is not None}
     if overrides:
         preset = preset.model_copy(update=overrides)
@@ -33,8 +34,8 @@ def _train(args: argparse.Namespace) -> int:
         result = train(preset, args.data, args.out, val_dir=args.val, imagenet_weights_path=args.imagenet_weights,
                        if_no_imagenet=args.if_no_imagenet, seed=args.seed, limit_per_class=args.limit_per_class,
                        workers=args.workers, max_seconds=args.max_minutes * 60 if args.max_minutes else None,
-                       init_weights=args.init_weights, teachers=args.teacher)
-    except (ImageNetWeightsMissingError, DistillationError, ModelCardError) as exc:
+                       init_weights=args.init_weights, teachers=args.teacher, votes=args.votes)
+    except (ImageNetWeightsMissingError, DistillationError, ModelCardError, VotesError) as exc:
         print(f"fer-train: {exc}", file=sys.stderr)
         return 2
     if not result.completed:
@@ -76,10 +77,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from fer_stream.model_card import ModelCardError
     from training.dataset import DatasetError
     from training.evaluate import evaluate
+    from training.votes import VotesError
 
     try:
-        evaluate(args.data, args.out, model=args.model, tta_flip=args.tta_flip, batch_size=args.batch_size, backend=args.backend)
-    except (DatasetError, ModelCardError) as exc:
+        evaluate(args.data, args.out, model=args.model, tta_flip=args.tta_flip, batch_size=args.batch_size, backend=args.backend,
+                 votes=args.votes)
+    except (DatasetError, ModelCardError, VotesError) as exc:
         print(f"fer-train evaluate: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -89,14 +92,15 @@ def _calibrate(args: argparse.Namespace) -> int:
     from fer_stream.model_card import ModelCardError
     from training.calibration import calibrate
     from training.dataset import DatasetError
+    from training.votes import VotesError
 
     try:
         for model in args.model:
-            card = calibrate(model, args.data, flip_average=args.flip_average)
+            card = calibrate(model, args.data, flip_average=args.flip_average, votes=args.votes)
             c, v = card.calibration, card.validation
             print(f"{model}: temperature {c.temperature:g}, bias {c.bias}, NLL {c.nll_before:.4f} -> {c.nll_after:.4f}, "
                   f"accuracy {v.accuracy:.4f}, macro F1 {v.macro_f1:.3f}")
-    except (DatasetError, ModelCardError) as exc:
+    except (DatasetError, ModelCardError, VotesError) as exc:
         print(f"fer-train calibrate: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -143,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mixup-alpha", type=float, help="Beta(a, a) mixup; 0 disables")
     t.add_argument("--per-class-cap", type=int, metavar="N",
                    help="exactly N training images a class per epoch (small classes oversampled, big ones undersampled)")
+    t.add_argument("--votes", metavar="CSV",
+                   help="crowd votes per image (FER+ columns, 'file' relative to the CSV's folder): targets are the "
+                        "vote distributions and selection uses the majority label (needed by --preset ferplus)")
+    t.add_argument("--logit-adjustment", type=float, metavar="TAU",
+                   help="logit-adjusted loss strength (0 = plain cross-entropy; the ferplus preset uses 1)")
     t.add_argument("--augmentation", choices=["preset", *AUGMENTATIONS], default="preset",
                    help="the preset's augmentation, or light (flip, 5%% shift and zoom) for the end of a fine-tune")
     t.add_argument("--max-minutes", type=float, help="stop at the first epoch end after this wall time; rerun to resume")
@@ -157,12 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: the file's own format (.keras -> tensorflow, .tflite -> litert)")
     e.add_argument("--tta-flip", action="store_true", help="average each face with its mirror image")
     e.add_argument("--batch-size", type=int, default=64, help="faces per model call")
+    e.add_argument("--votes", metavar="CSV", help="crowd votes (FER+): also report against the untied majority label")
     e.set_defaults(func=_evaluate)
 
     c = sub.add_parser("calibrate", help="fit score calibration (temperature, class bias) into exported models' cards")
     c.add_argument("--model", required=True, action="append", help="exported .keras or .tflite with its card (repeatable)")
     c.add_argument("--data", required=True, help="labelled directory to fit on: the selection split (fer2013/val)")
     c.add_argument("--flip-average", action="store_true", help="average each face with its mirror image before calibrating")
+    c.add_argument("--votes", metavar="CSV", help="fit on crowd vote distributions (FER+) instead of the folders' labels")
     c.set_defaults(func=_calibrate)
 
     x = sub.add_parser("export", help="write .keras, float32 and int8 .tflite with model cards from a training run")

@@ -93,6 +93,68 @@ def plot_roc_curves(y_true: np.ndarray, probs: np.ndarray, labels: list[str], pn
     return _save(fig, png)
 
 
+#: Shares of the positive faces an alert must catch, for the trade-off table.
+TRADEOFF_RECALLS = (0.7, 0.8, 0.9)
+
+
+def alert_tradeoff(y_true: np.ndarray, probs: np.ndarray, labels: list[str], *, positives: tuple[str, ...],
+                   watched: tuple[str, ...] = ("angry", "fear"), negative: str = "neutral") -> dict:
+    """How the alert's summed score (``watched``) tells ``positives`` from calm (``negative``) faces.
+
+    Alerts fire on angry or fear, so what an operator pays for catching angry
+    faces is the share of calm faces scoring as high: for each recall in
+    ``TRADEOFF_RECALLS``, the share of ``negative`` faces at or above the score
+    that catches that share of ``positives``, and the ROC AUC of the two groups.
+    """
+    y_true, probs = np.asarray(y_true), np.asarray(probs)
+    score = probs[:, [labels.index(w) for w in watched]].sum(axis=1)
+    pos = score[np.isin(y_true, [labels.index(p) for p in positives])]
+    neg = score[y_true == labels.index(negative)]
+    result: dict = {"positives": list(positives), "watched": list(watched), "negative": negative,
+                    "n_positive": int(len(pos)), "n_negative": int(len(neg)), "auc": None, "flagged_at_recall": {}}
+    if len(pos) == 0 or len(neg) == 0:
+        return result
+    result["auc"] = float(roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg]))
+    ranked = np.sort(pos)[::-1]
+    for recall in TRADEOFF_RECALLS:
+        threshold = ranked[max(int(np.ceil(recall * len(pos))) - 1, 0)]
+        result["flagged_at_recall"][f"{recall:g}"] = float((neg >= threshold).mean())
+    return result
+
+
+def format_tradeoff(rows: list[dict]) -> str:
+    """The trade-offs as a markdown table."""
+    head = " | ".join(f"{negative} flagged at recall {r}" for r, negative in
+                      ((f"{x:g}", rows[0]["negative"] if rows else "neutral") for x in TRADEOFF_RECALLS))
+    lines = [f"| faces caught | by score | {head} | AUC |", "| --- | --- |" + " ---: |" * (len(TRADEOFF_RECALLS) + 1)]
+    for r in rows:
+        flagged = " | ".join(f"{r['flagged_at_recall'][f'{x:g}']:.3f}" if r["auc"] is not None else "-" for x in TRADEOFF_RECALLS)
+        auc = f"{r['auc']:.3f}" if r["auc"] is not None else "-"
+        lines.append(f"| {' or '.join(r['positives'])} ({r['n_positive']}) vs {r['negative']} ({r['n_negative']}) "
+                     f"| {'+'.join(r['watched'])} | {flagged} | {auc} |")
+    return "\n".join(lines)
+
+
+def plot_alert_tradeoff(y_true: np.ndarray, probs: np.ndarray, labels: list[str], rows: list[dict], png: str | Path,
+                        title: str) -> Path:
+    """Recall of each row's positives against the share of calm faces flagged, one curve per row."""
+    y_true, probs = np.asarray(y_true), np.asarray(probs)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for r in rows:
+        if r["auc"] is None:
+            continue
+        score = probs[:, [labels.index(w) for w in r["watched"]]].sum(axis=1)
+        keep = np.isin(y_true, [labels.index(p) for p in r["positives"]]) | (y_true == labels.index(r["negative"]))
+        fpr, tpr, _ = roc_curve(y_true[keep] != labels.index(r["negative"]), score[keep])
+        ax.plot(fpr, tpr, label=f"{' or '.join(r['positives'])} (AUC {r['auc']:.3f})")
+    for recall in TRADEOFF_RECALLS:
+        ax.axhline(recall, color="grey", lw=0.6, ls=":")
+    ax.set(xlabel=f"share of {rows[0]['negative'] if rows else 'neutral'} faces flagged",
+           ylabel="share caught", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    return _save(fig, png)
+
+
 def plot_history(history_csv: str | Path, png: str | Path) -> Path:
     """Loss and accuracy per epoch, training and validation, from Keras' CSVLogger file."""
     with open(history_csv) as fh:

@@ -45,6 +45,7 @@ class RunRecord(BaseModel):
     seed: int
     init_weights: str | None = None
     distillation: dict[str, Any] | None = None
+    votes: dict[str, Any] | None = None
     training_procedure: str | None = None
 
     @classmethod

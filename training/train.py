@@ -38,6 +38,7 @@ from training.distill import blend_targets, label_with_teachers
 from training.model import build_classifier
 from training.presets import Augmentation, Preset
 from training.run_record import RunRecord, TrainData
+from training.votes import VotesError, VoteTable
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,18 @@ KERAS_IMAGENET_CACHE = Path.home() / ".keras" / "models"
 class FaceBatches(keras.utils.PyDataset):
     """Batches of prepared faces through the shared ``to_model_input``; mixup optional.
 
-    With ``soft_targets`` (teachers' probabilities, one row a face) the target is
-    ``training.distill.blend_targets`` of the true label and that row.
+    The true label is ``label_targets``' row (a crowd's vote distribution) where
+    given, else the one-hot of ``targets``. With ``soft_targets`` (teachers'
+    probabilities, one row a face) the target is ``training.distill.blend_targets``
+    of the true label and that row.
     """
 
     def __init__(self, faces, targets, num_classes, batch_size, *, shuffle, mixup_alpha=0.0,
                  augmentation: Augmentation | None = None, steps=None, seed=0,
-                 soft_targets: np.ndarray | None = None, distill_weight: float = 0.0, **kwargs):
+                 soft_targets: np.ndarray | None = None, distill_weight: float = 0.0,
+                 label_targets: np.ndarray | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.faces, self.targets = faces, targets
+        self.faces, self.targets, self.label_targets = faces, targets, label_targets
         self.soft_targets, self.distill_weight = soft_targets, distill_weight
         self.num_classes, self.batch_size = num_classes, batch_size
         self.shuffle, self.mixup_alpha = shuffle, mixup_alpha
@@ -84,7 +88,10 @@ class FaceBatches(keras.utils.PyDataset):
         if self.augmentation is not None:
             faces = augment_faces(faces, self.augmentation, rng)
         x = to_model_input(faces)
-        y = np.eye(self.num_classes, dtype=np.float32)[self.targets[idx]]
+        if self.label_targets is not None:
+            y = self.label_targets[idx].astype(np.float32)
+        else:
+            y = np.eye(self.num_classes, dtype=np.float32)[self.targets[idx]]
         y = blend_targets(y, None if self.soft_targets is None else self.soft_targets[idx], self.distill_weight)
         if self.mixup_alpha > 0:
             lam = np.float32(rng.beta(self.mixup_alpha, self.mixup_alpha))
@@ -271,13 +278,48 @@ class TrainResult:
     completed: bool
 
 
-def compile_for_training(model: keras.Model, preset: Preset, steps_per_epoch: int) -> keras.Model:
-    """The preset's optimiser, schedule and loss, as ``train`` uses them (``bench/bench_train_step.py`` times it)."""
-    model.compile(
-        optimizer=_optimizer(preset, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=preset.label_smoothing),
-        metrics=["accuracy"],
-    )
+@keras.saving.register_keras_serializable(package="fer_train")
+class LogitAdjustedCrossEntropy(keras.losses.Loss):
+    """Cross-entropy of ``softmax(log p + tau * log prior)`` (logit adjustment, Menon et al., 2021).
+
+    The loss sees the scores shifted by the training prior, so the network's own
+    output ``p`` learns the class-balanced decision: by crowd majority the
+    training faces hold about 9,300 neutral against 640 fear, and plain
+    cross-entropy on them almost never puts angry or fear on top. The card's
+    calibration (``fer-train calibrate``) later fits the bias the daemon's scores
+    need; the network itself stays balanced.
+    """
+
+    def __init__(self, log_prior, tau: float = 1.0, label_smoothing: float = 0.0, name="logit_adjusted_ce", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.log_prior = [float(v) for v in log_prior]
+        self.tau, self.label_smoothing = float(tau), float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        shift = ops.convert_to_tensor(self.log_prior, dtype=y_pred.dtype)
+        logits = ops.log(ops.clip(y_pred, 1e-7, 1.0)) + self.tau * shift
+        return keras.losses.categorical_crossentropy(y_true, logits, from_logits=True, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "log_prior": self.log_prior, "tau": self.tau, "label_smoothing": self.label_smoothing}
+
+
+def compile_for_training(model: keras.Model, preset: Preset, steps_per_epoch: int,
+                         prior: np.ndarray | None = None) -> keras.Model:
+    """The preset's optimiser, schedule and loss, as ``train`` uses them (``bench/bench_train_step.py`` times it).
+
+    ``prior``: the training targets' class frequencies, for the logit-adjusted loss
+    when the preset asks for it (``Preset.logit_adjustment``).
+    """
+    if preset.logit_adjustment:
+        if prior is None:
+            raise ValueError("the preset's logit adjustment needs the training prior")
+        loss: keras.losses.Loss = LogitAdjustedCrossEntropy(np.log(np.maximum(prior, 1e-6)), preset.logit_adjustment,
+                                                            preset.label_smoothing)
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=preset.label_smoothing)
+    model.compile(optimizer=_optimizer(preset, steps_per_epoch), loss=loss, metrics=["accuracy"])
     return model
 
 
@@ -300,7 +342,12 @@ def _optimizer(preset: Preset, steps_per_epoch: int):
 
 @dataclass
 class PreparedData:
-    """Training faces (after per-class capping/oversampling) and the validation faces."""
+    """Training faces (after per-class capping/oversampling) and the validation faces.
+
+    With votes, ``label_targets`` holds each training face's vote distribution
+    (``targets`` its top class, for capping) and ``val`` only the faces with an
+    untied majority label, which is their target.
+    """
 
     files: LabelledFiles
     faces: np.ndarray
@@ -310,12 +357,16 @@ class PreparedData:
     val_source: str
     unreadable: int
     val_duplicates_in_train: int
+    label_targets: np.ndarray | None = None
+    votes: dict | None = None
 
 
 def prepare_data(preset: Preset, data_dir: str | Path, *, val_dir: str | Path | None = None, seed: int = 1337,
-                 limit_per_class: int | None = None, labels: tuple[str, ...] = FER2013_LABELS) -> PreparedData:
+                 limit_per_class: int | None = None, labels: tuple[str, ...] = FER2013_LABELS,
+                 votes: VoteTable | None = None) -> PreparedData:
     """Decode, split and cap. Without ``val_dir`` the split is made on source images,
-    grouped by identical pixels, before oversampling; augmentation happens later, in the model."""
+    grouped by identical pixels, before oversampling; augmentation happens later, in the model.
+    ``votes`` replace the folders' labels on both sides (``training.votes``)."""
     files = scan_label_folders(data_dir, labels)
     pool = np.arange(len(files.paths))
     if limit_per_class:  # smoke runs: a small, class-balanced subset
@@ -335,20 +386,34 @@ def prepare_data(preset: Preset, data_dir: str | Path, *, val_dir: str | Path | 
         tr, va = split_validation(arrays.targets, preset.validation_split, seed, groups=content_groups(arrays.faces))
         train_arrays, val = arrays.subset(tr), arrays.subset(va)
         val_source = f"{data_dir} ({preset.validation_split:.0%} split)"
+    label_targets, vote_record = None, None
+    if votes is not None:
+        n_train, n_val = len(train_arrays.targets), len(val.targets)
+        keep, label_targets = votes.distributions(train_arrays.sources, labels)
+        train_arrays = train_arrays.subset(keep)
+        train_arrays.targets = label_targets.argmax(axis=1)
+        val_keep, majority = votes.majority_labels(val.sources, labels)
+        val = val.subset(val_keep)
+        val.targets = majority
+        vote_record = {"file": str(votes.path), "train_faces": len(keep), "train_left_out": n_train - len(keep),
+                       "val_faces": len(val_keep), "val_left_out": n_val - len(val_keep)}
+        log.info("votes %s: %d of %d training faces have a vote target, %d of %d validation faces a majority label",
+                 votes.path, len(keep), n_train, len(val_keep), n_val)
     sel = np.arange(len(train_arrays.targets))
     if preset.per_class_cap:
         sel = cap_per_class(train_arrays.targets, preset.per_class_cap, seed)
     groups = content_groups(np.concatenate([train_arrays.faces, val.faces]))
     duplicates = int(np.isin(groups[len(train_arrays.faces):], groups[:len(train_arrays.faces)]).sum())
     return PreparedData(files, train_arrays.faces[sel], train_arrays.targets[sel], [train_arrays.sources[i] for i in sel],
-                        val, val_source, len(arrays.unreadable), duplicates)
+                        val, val_source, len(arrays.unreadable), duplicates,
+                        None if label_targets is None else label_targets[sel], vote_record)
 
 
 def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str | Path | None = None,
           imagenet_weights_path: str | None = None, if_no_imagenet: str = "stop", seed: int = 1337,
           limit_per_class: int | None = None, workers: int = 4,
           max_seconds: float | None = None, init_weights: str | Path | None = None,
-          teachers: list[str | Path] | None = None) -> TrainResult:
+          teachers: list[str | Path] | None = None, votes: str | Path | None = None) -> TrainResult:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
@@ -357,8 +422,13 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
     weights = resolve_imagenet_weights(preset, imagenet_weights_path, if_no_imagenet)
     for teacher in teachers or ():
         load_card(teacher)  # a missing or mismatched teacher stops the run before the data is decoded
+    if preset.labels_from == "votes" and votes is None:
+        raise VotesError(f"the {preset.name} preset learns from crowd votes: pass --votes CSV "
+                         "(e.g. ../shared/data/fer2013/ferplus.csv)")
+    vote_table = VoteTable.read(votes) if votes is not None else None
 
-    data = prepare_data(preset, data_dir, val_dir=val_dir, seed=seed, limit_per_class=limit_per_class, labels=labels)
+    data = prepare_data(preset, data_dir, val_dir=val_dir, seed=seed, limit_per_class=limit_per_class, labels=labels,
+                        votes=vote_table)
     files, faces, targets, val, val_source = data.files, data.faces, data.targets, data.val, data.val_source
     per_label = dict(zip(labels, np.bincount(targets, minlength=len(labels)).tolist(), strict=True))
     log.info("training on %d faces (%s), validating on %d (%s)", len(faces), per_label, len(val.faces), val_source)
@@ -376,13 +446,15 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
     train_batches = FaceBatches(faces, targets, len(labels), preset.batch_size, shuffle=True,
                                 mixup_alpha=preset.mixup_alpha, augmentation=preset.augmentation, steps=preset.steps_per_epoch, seed=seed,
                                 soft_targets=soft_targets, distill_weight=preset.distill_weight,
-                                workers=workers, use_multiprocessing=False)
+                                label_targets=data.label_targets, workers=workers, use_multiprocessing=False)
     val_batches = FaceBatches(val.faces, val.targets, len(labels), 256, shuffle=False)
 
     classifier = build_classifier(preset, len(labels), weights)
     if init_weights is not None:  # fine-tune: continue from an earlier run's best weights
         classifier.load_weights(str(init_weights))
-    trainer = compile_for_training(classifier, preset, len(train_batches))
+    prior = (data.label_targets.mean(axis=0) if data.label_targets is not None
+             else np.bincount(targets, minlength=len(labels)) / len(targets))
+    trainer = compile_for_training(classifier, preset, len(train_batches), prior=prior)
     best_weights = out / "best.weights.h5"
     callbacks = [
         # Kept when the time budget stops the run, so the same command resumes it.
@@ -436,6 +508,7 @@ def train(preset: Preset, data_dir: str | Path, out: str | Path, *, val_dir: str
         seed=seed,
         init_weights=str(init_weights) if init_weights else None,
         distillation=distillation,
+        votes=None if data.votes is None else {**data.votes, "train_prior": [round(float(p), 4) for p in prior]},
     )
     run.write(out / "run.json")
     try:

@@ -133,6 +133,7 @@ GENERIC_RELEASE = 0.25
 #: Chosen by ``fer-stream calibrate`` on ../shared/data/realworld/clips (docs/alerts.md#defaults).
 DEFAULT_ENTER = {"angry": 0.525, "fear": 0.35}
 DEFAULT_RELEASE = {"angry": 0.328, "fear": 0.219}
+DEFAULT_MIN_TOP_SHARE = 0.0
 ReleaseScore = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -175,6 +176,10 @@ class AlertRules(BaseModel):
     )
     min_duration_s: float = Field(0.5, ge=0, description="the smoothed score must stay >= enter_threshold this long")
     min_observations: int = Field(5, ge=1, description="classifications needed above enter_threshold before a start")
+    min_top_share: float = Field(
+        DEFAULT_MIN_TOP_SHARE, ge=0, le=1,
+        description="share of those classifications whose own top class must be the emotion (consensus; 0 = off)",
+    )
     cooldown_s: float = Field(60.0, ge=0, description="after an episode, no new start for the same camera, track, emotion")
     update_every_s: float = Field(
         10.0, ge=0, description="while an episode lasts, an update event this often (seconds of frame time); 0 = none"

@@ -11,8 +11,15 @@ probabilities (half-life in seconds), starting from the uniform distribution.
 Per (track, watched emotion) the state is (thresholds may differ per emotion):
 idle -> candidate (smoothed score >= enter_threshold; start time and observations counted) -> episode (a start
 event was emitted once the candidate lasted min_duration_s with
-min_observations and no cooldown applied; an update every update_every_s) -> idle (an end event when the score
-falls below release_threshold, the track is lost or the camera stops; cooldown begins).
+min_observations, the emotion on top of at least min_top_share of them, and no cooldown applied; an update every
+update_every_s) -> idle (an end event when the score falls below release_threshold, the track is lost or the
+camera stops; cooldown begins).
+
+Why the share on top: the smoothed score says "enough of this emotion on
+average"; it can be reached by a face whose every single reading puts disgust,
+sadness or neutral first with anger a close second (a frown while talking). A
+consensus of readings, as production classifiers decide from several attempts,
+asks that the watched emotion actually win most of them.
 """
 
 from __future__ import annotations
@@ -42,12 +49,14 @@ class _Run:
     peak: float = 0.0
     total: float = 0.0
     last: float = 0.0
+    on_top: int = 0  # observations whose own (unsmoothed) top class was this emotion
     started: bool = False
     episode_id: str = ""
     reported_at: float = 0.0  # frame time of the start or the latest update
 
-    def add(self, score: float) -> None:
+    def add(self, score: float, on_top: bool) -> None:
         self.n += 1
+        self.on_top += on_top
         self.peak = max(self.peak, score)
         self.total += score
         self.last = score
@@ -135,8 +144,9 @@ class AlertTracker:
         alpha = 1.0 - 0.5 ** (dt / self.rules.smoothing_half_life_s)
         track.smoothed += alpha * (probs - track.smoothed)
         track.last_t, track.box, track.frame_size = t, box, frame_size
+        top = int(np.argmax(probs))
         for index in self._watched:
-            alert = self._step(track_id, track, index, float(track.smoothed[index]), t)
+            alert = self._step(track_id, track, index, float(track.smoothed[index]), top == index, t)
             if alert is not None:
                 alerts.append(alert)
         return alerts
@@ -174,7 +184,7 @@ class AlertTracker:
 
     # --- the state machine -------------------------------------------------------
 
-    def _step(self, track_id: int, track: _Track, index: int, score: float, t: float) -> Alert | None:
+    def _step(self, track_id: int, track: _Track, index: int, score: float, on_top: bool, t: float) -> Alert | None:
         rules = self.rules
         run = track.runs.get(index)
         if run is not None and run.started:
@@ -182,7 +192,7 @@ class AlertTracker:
                 del track.runs[index]
                 run.last = score
                 return self._end(track_id, track, index, run, t, "calm")
-            run.add(score)
+            run.add(score, on_top)
             if rules.update_every_s > 0 and t - run.reported_at >= rules.update_every_s:
                 run.reported_at = t
                 return self._alert("update", track_id, track, index, run, t)
@@ -192,8 +202,9 @@ class AlertTracker:
             return None
         if run is None:
             run = track.runs[index] = _Run(since=t)
-        run.add(score)
-        sustained = t - run.since >= rules.min_duration_s and run.n >= rules.min_observations
+        run.add(score, on_top)
+        sustained = (t - run.since >= rules.min_duration_s and run.n >= rules.min_observations
+                     and run.on_top >= rules.min_top_share * run.n)
         cooling = max(self._cooldown_until.get((track_id, index), -math.inf), self._camera_cooldown.get(index, -math.inf))
         if sustained and t >= cooling:
             run.started, run.episode_id, run.reported_at = True, uuid.uuid4().hex, t

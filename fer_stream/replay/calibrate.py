@@ -4,8 +4,9 @@ Each clip of the manifest (``fer_stream/replay/manifest.py``) is replayed once
 through the camera pipeline (detection, tracking, face-quality gate, model), and
 every classification is recorded. The alert rules, the daemon's own state
 machine, are then run again over those recordings for every combination of
-smoothing half-life, minimum duration and per-emotion enter threshold, which
-costs milliseconds a combination instead of a replay.
+smoothing half-life, minimum duration, consensus share (``min_top_share``) and
+per-emotion enter threshold, which costs milliseconds a combination instead of
+a replay.
 
 For each watched emotion it reports the share of target clips (rows labelled
 with that emotion) that raise a ``start`` for it inside their segment, the time
@@ -13,9 +14,9 @@ to that first alert, and the false alerts per hour of the other footage (starts
 for that emotion inside rows with another label). The recommendation takes, for
 each emotion, the thresholds that alert on the most target clips within the
 false-alarm budget, and among those the middle one, so the margin to both
-failure sides is as wide as this footage allows; the smoothing half-life and
-minimum duration are shared by all emotions, and chosen for the most target
-clips, then the fewest false alerts, then the configured values. Outputs: ``rules.yaml`` (an
+failure sides is as wide as this footage allows; the smoothing half-life,
+minimum duration and consensus share are shared by all emotions, and chosen for
+the most target clips, then the fewest false alerts, then the configured values. Outputs: ``rules.yaml`` (an
 ``alerts: rules:`` block to paste), ``tradeoff.png`` and ``calibration.json``.
 """
 
@@ -38,6 +39,7 @@ from fer_stream.replay.video import Trace, VideoError, rerun_rules
 
 HALF_LIVES = (0.5, 1.0, 2.0)
 MIN_DURATIONS = (0.5, 1.0, 2.0)
+TOP_SHARES = (0.0, 0.5, 0.7)
 ENTER_GRID = tuple(round(x, 3) for x in np.arange(0.2, 0.901, 0.025))
 #: release = enter x this, as in the shipped defaults (0.25 / 0.4).
 RELEASE_RATIO = 0.625
@@ -59,6 +61,7 @@ class Outcome:
     emotion: str
     half_life_s: float
     min_duration_s: float
+    min_top_share: float
     enter: float
     release: float
     targets: int
@@ -77,6 +80,7 @@ class Outcome:
 
     def as_dict(self) -> dict:
         return {"emotion": self.emotion, "smoothing_half_life_s": self.half_life_s, "min_duration_s": self.min_duration_s,
+                "min_top_share": self.min_top_share,
                 "enter_threshold": self.enter, "release_threshold": self.release, "target_clips": self.targets,
                 "target_clips_alerted": self.alerted, "time_to_first_alert_s": list(self.first_alert_s),
                 "false_alerts": self.false_alerts, "other_footage_h": round(self.other_hours, 4),
@@ -105,6 +109,7 @@ def score(rules: AlertRules, traces: dict[Path, Trace], segments: list[Segment],
                     counts["false"] += len(inside)
     return {
         emotion: Outcome(emotion=emotion, half_life_s=rules.smoothing_half_life_s, min_duration_s=rules.min_duration_s,
+                         min_top_share=rules.min_top_share,
                          enter=rules.enter_for(emotion), release=rules.release_for(emotion), targets=c["targets"],
                          alerted=c["alerted"], first_alert_s=tuple(c["first"]), false_alerts=c["false"],
                          other_hours=c["other_s"] / 3600.0)  # fmt: skip
@@ -115,42 +120,49 @@ def score(rules: AlertRules, traces: dict[Path, Trace], segments: list[Segment],
 def sweep(base: AlertRules, traces: dict[Path, Trace], segments: list[Segment], labels: list[str]) -> list[Outcome]:
     """Every emotion under every grid setting (the emotions' state machines are independent, so one run scores all)."""
     outcomes: list[Outcome] = []
-    for half_life in HALF_LIVES:
-        for min_duration in MIN_DURATIONS:
-            for enter in ENTER_GRID:
-                rules = base.model_copy(update={
-                    "smoothing_half_life_s": half_life, "min_duration_s": min_duration,
-                    "enter_threshold": enter, "release_threshold": round(enter * RELEASE_RATIO, 3),
-                })  # fmt: skip
-                outcomes += score(rules, traces, segments, labels).values()
+    for half_life, min_duration, top_share in _shared_settings():
+        for enter in ENTER_GRID:
+            rules = base.model_copy(update={
+                "smoothing_half_life_s": half_life, "min_duration_s": min_duration, "min_top_share": top_share,
+                "enter_threshold": enter, "release_threshold": round(enter * RELEASE_RATIO, 3),
+            })  # fmt: skip
+            outcomes += score(rules, traces, segments, labels).values()
     return outcomes
 
 
+def _shared_settings() -> list[tuple[float, float, float]]:
+    """(half-life, minimum duration, consensus share): the settings every watched emotion shares."""
+    return [(h, d, s) for h in HALF_LIVES for d in MIN_DURATIONS for s in TOP_SHARES]
+
+
+def _shared(outcome: Outcome) -> tuple[float, float, float]:
+    return outcome.half_life_s, outcome.min_duration_s, outcome.min_top_share
+
+
 def recommend(outcomes: list[Outcome], budget_per_hour: float, base: AlertRules) -> dict[str, Outcome]:
-    """Per emotion, at the one half-life and duration that serve all emotions best: the middle threshold of the best."""
+    """Per emotion, at the one shared setting that serves all emotions best: the middle threshold of the best."""
     best_total: tuple | None = None
     chosen: dict[str, Outcome] = {}
-    for half_life in HALF_LIVES:
-        for min_duration in MIN_DURATIONS:
-            picks: dict[str, Outcome] = {}
-            for emotion in base.watched:
-                feasible = [o for o in outcomes if o.emotion == emotion and o.half_life_s == half_life
-                            and o.min_duration_s == min_duration and o.false_per_hour <= budget_per_hour]  # fmt: skip
-                if not feasible:
-                    break
-                top = max(o.alerted for o in feasible)
-                best = sorted((o for o in feasible if o.alerted == top), key=lambda o: o.enter)
-                picks[emotion] = best[len(best) // 2]
-            if len(picks) != len(base.watched):
-                continue
-            alerted = sum(o.alerted for o in picks.values())
-            false_alerts = sum(o.false_alerts for o in picks.values())
-            delays = [t for o in picks.values() for t in o.first_alert_s]
-            is_default = half_life == base.smoothing_half_life_s and min_duration == base.min_duration_s
-            # Most target clips, then fewest false alerts, then the configured smoothing, then the quickest.
-            key = (alerted, -false_alerts, is_default, -statistics.fmean(delays) if delays else 0.0)
-            if best_total is None or key > best_total:
-                best_total, chosen = key, picks
+    for shared in _shared_settings():
+        picks: dict[str, Outcome] = {}
+        for emotion in base.watched:
+            feasible = [o for o in outcomes if o.emotion == emotion and _shared(o) == shared
+                        and o.false_per_hour <= budget_per_hour]  # fmt: skip
+            if not feasible:
+                break
+            top = max(o.alerted for o in feasible)
+            best = sorted((o for o in feasible if o.alerted == top), key=lambda o: o.enter)
+            picks[emotion] = best[len(best) // 2]
+        if len(picks) != len(base.watched):
+            continue
+        alerted = sum(o.alerted for o in picks.values())
+        false_alerts = sum(o.false_alerts for o in picks.values())
+        delays = [t for o in picks.values() for t in o.first_alert_s]
+        is_default = shared == (base.smoothing_half_life_s, base.min_duration_s, base.min_top_share)
+        # Most target clips, then fewest false alerts, then the configured setting, then the quickest.
+        key = (alerted, -false_alerts, is_default, -statistics.fmean(delays) if delays else 0.0)
+        if best_total is None or key > best_total:
+            best_total, chosen = key, picks
     return chosen
 
 
@@ -165,6 +177,7 @@ def rules_block(base: AlertRules, picks: dict[str, Outcome], header: list[str]) 
         f"    smoothing_half_life_s: {first.half_life_s:g}",
         f"    min_duration_s: {first.min_duration_s:g}",
         f"    min_observations: {base.min_observations}",
+        f"    min_top_share: {first.min_top_share:g}",
         f"    cooldown_s: {base.cooldown_s:g}",
         f"    enter_threshold: {{{enter}}}",
         f"    release_threshold: {{{release}}}",
@@ -180,14 +193,12 @@ def plot_tradeoff(outcomes: list[Outcome], picks: dict[str, Outcome], budget: fl
 
     fig, axes = plt.subplots(1, len(picks), figsize=(6 * len(picks), 4.5), squeeze=False)
     for ax, (emotion, pick) in zip(axes[0], picks.items(), strict=True):
-        for half_life in HALF_LIVES:
-            for min_duration in MIN_DURATIONS:
-                curve = sorted((o for o in outcomes if o.emotion == emotion and o.half_life_s == half_life
-                                and o.min_duration_s == min_duration), key=lambda o: o.enter)  # fmt: skip
-                mine = half_life == pick.half_life_s and min_duration == pick.min_duration_s
-                ax.plot([o.false_per_hour for o in curve], [o.recall for o in curve], marker="o" if mine else None,
-                        lw=2 if mine else 0.8, alpha=1 if mine else 0.35, markersize=3,
-                        label=f"half-life {half_life:g} s, min {min_duration:g} s" if mine else None)  # fmt: skip
+        for shared in _shared_settings():
+            curve = sorted((o for o in outcomes if o.emotion == emotion and _shared(o) == shared), key=lambda o: o.enter)
+            mine = shared == _shared(pick)
+            ax.plot([o.false_per_hour for o in curve], [o.recall for o in curve], marker="o" if mine else None,
+                    lw=2 if mine else 0.8, alpha=1 if mine else 0.3, markersize=3,
+                    label=f"half-life {shared[0]:g} s, min {shared[1]:g} s, top share {shared[2]:g}" if mine else None)
         ax.scatter([pick.false_per_hour], [pick.recall], s=120, facecolors="none", edgecolors="red", zorder=5,
                    label=f"recommended: enter {pick.enter:g}")
         ax.axvline(budget, color="grey", ls="--", lw=1, label=f"budget {budget:g}/h")
@@ -205,7 +216,7 @@ def format_outcome(label: str, outcome: Outcome) -> str:
     delays = outcome.first_alert_s
     delay = f"median {statistics.median(delays):.1f} s (max {max(delays):.1f})" if delays else "-"
     return (f"| {label} | {outcome.emotion} | {outcome.enter:g} / {outcome.release:g} | {outcome.half_life_s:g} s, "
-            f"{outcome.min_duration_s:g} s | {outcome.alerted} of {outcome.targets} | {delay} | "
+            f"{outcome.min_duration_s:g} s, {outcome.min_top_share:g} | {outcome.alerted} of {outcome.targets} | {delay} | "
             f"{outcome.false_alerts} in {outcome.other_hours * 60:.1f} min ({outcome.false_per_hour:.1f}/h) |")
 
 
@@ -213,6 +224,7 @@ def recommended_rules(base: AlertRules, picks: dict[str, Outcome]) -> AlertRules
     first = next(iter(picks.values()))
     return base.model_copy(update={
         "smoothing_half_life_s": first.half_life_s, "min_duration_s": first.min_duration_s,
+        "min_top_share": first.min_top_share,
         "enter_threshold": {e: o.enter for e, o in picks.items()},
         "release_threshold": {e: o.release for e, o in picks.items()},
     })  # fmt: skip
@@ -271,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     report = [
         f"model {classifier.card.model_id} {classifier.card.version} ({classifier.card.quantization}), "
         f"{len(segments)} rows of {args.clips}, {setup.fps:g} fps",
-        "| rules | emotion | enter / release | half-life, min duration | target clips alerted | time to first alert "
+        "| rules | emotion | enter / release | half-life, min duration, top share | target clips alerted | time to first alert "
         "| false alerts (other footage) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
         *(format_outcome("configured", o) for o in configured.values()),
