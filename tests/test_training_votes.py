@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from training_fixtures import FER_TRAIN, FER_VAL, LABELS, require_shared, small_label_dir, smoke_run
 
-from training.votes import VOTE_COLUMNS, VoteTable, VotesError, majority_label, vote_distribution
+from training.votes import VOTE_COLUMNS, VotesError, VoteTable, majority_label, vote_distribution
 
 
 def votes(**counts: int) -> np.ndarray:
