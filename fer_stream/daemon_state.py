@@ -163,12 +163,14 @@ class DaemonState:
             status = statuses.get(name)
             up = self.camera_up(name, now)
             state = "starting" if status is None else status.state
+            reason = "" if status is None else status.reason
             if status is not None and not up and status.up:
-                state = "silent"  # said it was up, then stopped reporting: hung, stopped or restarting
+                # Said it was up, then stopped reporting. A file camera that played its file says so last.
+                state, reason = "silent", f"no word from the camera's process for over {STATUS_STALE_S:g} s: hung, stopped or restarting"
             cameras[name] = {
                 "up": up,
                 "state": state,
-                "reason": "" if status is None else status.reason,
+                "reason": reason,
                 "processed_fps": round(status.processed_fps, 2) if status else 0.0,
                 "tracks": [
                     {"track_id": t.track_id, "box": list(t.box), "emotion": t.emotion, "score": round(t.score, 3), "alerting": t.alerting}

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fer_stream.alerts.message import Alert
+
 
 class SourceState(enum.StrEnum):
     """Where a camera's stream is (``CameraStatus.state``)."""
@@ -101,11 +103,20 @@ class CameraView:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlertPictures:
-    """The pictures of one alert event (camera -> supervisor), stored under the names its ``snapshot`` refers to.
-
-    Sent just before the alert itself, so the console finds them when the alert arrives.
-    """
+    """The pictures of one alert event, stored under the names its ``snapshot`` refers to."""
 
     name: str  # <episode_id>-<event>
     frame_jpeg: bytes
     face_jpeg: bytes | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertEvent:
+    """An alert and its pictures (camera -> supervisor), one message on the camera's own queue.
+
+    Together, the supervisor keeps the pictures before it forwards the alert, so the console has them when
+    the alert arrives, without relying on the order of two queues.
+    """
+
+    alert: Alert
+    pictures: AlertPictures | None = None

@@ -93,6 +93,14 @@ WORKER_RESTARTS = Counter("fer_worker_restarts_total", "Child processes restarte
 ALERTS_PUBLISHED = Counter("fer_alerts_published_total", "Alert events delivered to Redis", ["camera", "emotion", "event"])
 ALERT_OUTBOX_DEPTH = Gauge("fer_alert_outbox_depth", "Alerts waiting for Redis", multiprocess_mode="max")
 ALERT_OUTBOX_DROPPED = Counter("fer_alert_outbox_dropped_total", "Alerts dropped because the outbox was full")
+ALERT_JOURNAL_DEGRADED = Gauge(
+    "fer_alert_journal_degraded",
+    "1 while the alert journal cannot be written (disk full, read-only) and waiting alerts are held in memory only",
+    multiprocess_mode="max",
+)
+ALERT_JOURNAL_WRITE_ERRORS = Counter(
+    "fer_alert_journal_write_errors_total", "Writes to the alert journal that failed (disk full, read-only, I/O error)"
+)
 REDIS_UP = Gauge("fer_redis_up", "1 while the alert publisher is connected to Redis", multiprocess_mode="max")
 ALERT_LATENCY_SECONDS = Histogram(
     "fer_alert_latency_seconds",

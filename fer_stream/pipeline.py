@@ -101,7 +101,7 @@ class FacePipeline:
             self._since_detection, self._detected_at = 1, captured_at
         else:
             detections = []
-            update = self.tracker.coast(captured_at)
+            update = self.tracker.coast(captured_at, self.frame_size)
             self._since_detection += 1
         crops: list[FaceCrop] = []
         gated: list[QualityProblem] = []
@@ -153,7 +153,7 @@ class FacePipeline:
         return probabilities, alerts
 
     def finish(self, t: float, reason: EndReason = "camera_stopped") -> list[Alert]:
-        """The camera stops: end every open episode."""
+        """The camera stops or loses its stream: end every open episode and forget the faces."""
         self.tracks.clear()
         return [] if self.rules is None else self.rules.forget_all(t, reason)
 

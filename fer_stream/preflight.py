@@ -7,7 +7,8 @@ exit 2 with the key and the fix: the model file against its card (and, for a
 ``.tflite``, that LiteRT can load it), the alert rules' emotions against the
 model's labels, the detector's file and digest (``run`` also downloads a
 ``model_url`` here, once, instead of in every camera), that some camera is
-enabled, and that a console reachable from other machines has an access token.
+enabled, that every file camera's file is a video FFmpeg decodes (opened once
+each), and that a console reachable from other machines has an access token.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from fer_stream.config.models import MIN_TOKEN_LENGTH, DetectorSettings, FerStreamConfig, HttpSettings
+from fer_stream.config.models import MIN_TOKEN_LENGTH, CameraConfig, DetectorSettings, FerStreamConfig, HttpSettings
 
 
 def preflight(config: FerStreamConfig, *, download: bool, config_path: Path | None = None) -> list[str]:
@@ -30,9 +31,13 @@ def preflight(config: FerStreamConfig, *, download: bool, config_path: Path | No
     if model_problem:
         problems.append(model_problem)
     checked: set[str] = set()
+    videos: set[str] = set()
     for index, camera in enumerate(config.cameras):
         if not camera.enabled:
             continue
+        if camera.kind == "file" and str(camera.source) not in videos:
+            videos.add(str(camera.source))
+            problems += _video_problems(index, camera)
         settings = config.camera_settings(camera.name)
         if labels is not None:
             problems += _rule_problems(config, index, settings.alert_rules, labels)
@@ -109,6 +114,18 @@ def _rule_problems(config: FerStreamConfig, index: int, rules, labels: list[str]
         return []
     key = f"cameras[{index}].alert_rules" if config.cameras[index].alert_rules is not None else "alerts.rules"
     return [f"{key}: names {', '.join(unknown)}, which the model does not have; its labels are {', '.join(labels)}"]
+
+
+def _video_problems(index: int, camera: CameraConfig) -> list[str]:
+    """A file FFmpeg cannot decode would leave the camera down, retrying for ever; one look at it tells."""
+    from fer_stream.camera.diagnosis import undecodable
+
+    why = undecodable(str(camera.source))
+    if why is None:
+        return []
+    return [f"cameras[{index}].source: camera {camera.name}: {camera.source} is not a video FFmpeg can decode ({why}); "
+            "point source at a video file (MP4, MKV, AVI, ...), re-encode it (ffmpeg -i FILE -c:v libx264 out.mp4), "
+            "or set enabled: false"]
 
 
 def _detector_problems(settings: DetectorSettings, where: str, download: bool) -> list[str]:

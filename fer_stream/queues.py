@@ -8,7 +8,9 @@ is the least useful work in a live stream.
 Consumers wait for data on the queue's pipe *without* holding its read lock
 (``wait``), so a consumer killed while idle cannot leave the lock held for its
 successor. ``release_stale_locks`` repairs the rarer case of a process killed
-inside a get/put; the supervisor calls it after a child died.
+inside a get/put; the supervisor calls it after a child died. A queue with one
+writer process whose reader keeps no write end (``reader_only``) survives that
+writer dying in the middle of a message.
 """
 
 from __future__ import annotations
@@ -105,6 +107,14 @@ class BoundedQueue(Generic[T]):
             return True
         feeder.join(timeout)
         return not feeder.is_alive()
+
+    def reader_only(self) -> None:
+        """Close this process's write end, once the queue's one writer process has started.
+
+        The writer's death then leaves the pipe at end of file: a message it left half-written reads as
+        nothing (``get_nowait`` returns None) instead of blocking the reader forever for the rest.
+        """
+        self._queue._writer.close()  # type: ignore[attr-defined]
 
     def release_stale_locks(self, reader: bool, writer: bool, grace_s: float = 1.0) -> list[str]:
         """Free locks a killed process may have held; returns the names of the locks freed.

@@ -11,11 +11,18 @@ taken up to the *last* ``@`` that is followed by something shaped like a host,
 and everything between the first ``:`` of the userinfo and that ``@`` is
 replaced. Query parameters whose names look like credentials have their values
 replaced, whatever they hold, up to the next ``&name=`` pair.
+
+A parser that refuses such a URL may quote a piece of it in its error
+(``urlsplit`` reads ``redis://:S3cret#tail@host`` as the port ``S3cret``), so
+text that may hold parser errors goes through :func:`mask_secrets` with the
+secrets of the URLs it was about (:func:`url_secrets`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from urllib.parse import unquote
 
 #: Query parameter names whose values are secrets (case-insensitive; ``auth_token``, ``X-Api-Key`` included).
 SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key|auth|credential|signature|sig$|session", re.IGNORECASE)
@@ -27,6 +34,11 @@ USER_NAME = re.compile(r"[A-Za-z0-9._~%!$&'()*+,;=-]*")
 PORT_PATH_QUERY = re.compile(r"\d*(/[^?#]*)?\?.*?(pass|pwd|secret|token|key|auth|credential|sig)", re.IGNORECASE)
 PARAMETER_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]]+")
 MASK = "***"
+#: The pieces of a secret a parser may quote on their own: runs between URL delimiters, and runs of letters and digits.
+SECRET_PIECE = re.compile(r"[A-Za-z0-9._~-]+|[A-Za-z0-9]+")
+#: Pieces shorter than this are left in the text: masking them would mask ordinary words and numbers, and they tell
+#: little about the secret.
+MIN_PIECE = 4
 
 
 def redact_url(url: str) -> str:
@@ -68,18 +80,48 @@ def _userinfo_end(rest: str) -> int | None:
     return None
 
 
+def url_secrets(url: str) -> list[str]:
+    """The secrets ``url`` carries: its userinfo password and the values of credential-like query parameters."""
+    _, _, password, rest = split_userinfo(url)
+    values = [value for _, value, secret in _parameters(rest.partition("?")[2]) if secret and value]
+    return [password, *values] if password else values
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each secret, decoded or not, and each of its pieces of ``MIN_PIECE`` or more characters, as ``***``.
+
+    Case is ignored: a parser may lower-case what it quotes (a host name).
+    """
+    pieces: set[str] = set()
+    for secret in secrets:
+        for form in {secret, unquote(secret)}:
+            pieces.add(form)
+            pieces.update(SECRET_PIECE.findall(form))
+    for piece in sorted((p for p in pieces if len(p) >= MIN_PIECE), key=len, reverse=True):
+        text = re.sub(re.escape(piece), MASK, text, flags=re.IGNORECASE)
+    return text
+
+
+def _parameters(query: str) -> list[tuple[str, str | None, bool]]:
+    """``(name, value, secret)`` per ``&``-separated parameter; after a secret, a piece that is no ``name=`` pair
+    (an ``&`` inside the secret) belongs to its value. A piece without ``=`` elsewhere has the value None."""
+    parameters: list[tuple[str, str | None, bool]] = []
+    for parameter in query.split("&") if query else ():
+        name, equals, value = parameter.partition("=")
+        if equals and PARAMETER_NAME.fullmatch(name):
+            parameters.append((name, value, bool(SECRET_PARAMETER.search(name))))
+        elif parameters and parameters[-1][2]:
+            previous, value_so_far, _ = parameters[-1]
+            parameters[-1] = (previous, f"{value_so_far}&{parameter}", True)
+        else:
+            parameters.append((parameter, None, False))
+    return parameters
+
+
 def _redact_query(text: str) -> str:
     """Mask credential-like query values up to the next ``&name=`` pair (an ``&``, ``#`` or ``?`` inside stays masked)."""
     before, mark, query = text.partition("?")
     if not mark:
         return text
-    kept: list[str] = []
-    secret = False
-    for parameter in query.split("&"):
-        name, equals, _ = parameter.partition("=")
-        if equals and PARAMETER_NAME.fullmatch(name):
-            secret = bool(SECRET_PARAMETER.search(name))
-            kept.append(f"{name}={MASK}" if secret else parameter)
-        elif not secret:
-            kept.append(parameter)
+    kept = [name if value is None else f"{name}={MASK if secret else value}" for name, value, secret in _parameters(query)]
     return f"{before}?{'&'.join(kept)}"

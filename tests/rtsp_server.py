@@ -49,13 +49,14 @@ def loop_at_end(factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RT
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--address", default="127.0.0.1", help="listen here (0.0.0.0 inside a container)")
     parser.add_argument("--no-loop", action="store_true", help="end the stream at the end of the file")
     parser.add_argument("mounts", nargs="+", metavar="NAME=FILE")
     args = parser.parse_args()
 
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
-    server.set_address("127.0.0.1")
+    server.set_address(args.address)
     server.set_service(str(args.port))
     mounts = server.get_mount_points()
     user, password = os.environ.get("RTSP_TEST_USER"), os.environ.get("RTSP_TEST_PASSWORD")
@@ -82,7 +83,7 @@ def main() -> int:
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
         server.set_auth(auth)
     if server.attach(None) == 0:
-        print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
+        print(f"cannot listen on {args.address}:{args.port}", file=sys.stderr)
         return 1
     loop = GLib.MainLoop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from daemon_fixtures import FER_STREAM, Metrics, camera_yaml, http_get, pid_alive, refused, stop_process, wait_for
+from disk_fixtures import TinyDisk, tiny_disk  # noqa: F401  (fixture)
 from redis_fixtures import RedisServer, free_port, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -305,6 +308,102 @@ http: {{port: {port}}}""", camera_extra=f"""    enabled: true
             assert fragment not in text, f"{fragment!r} leaked into {where}"
 
 
+REDIS_SECRET = "S3cretPart#tail"
+
+
+@pytest.mark.parametrize("command", [["check-config"], ["check-config", "--json"], ["run", "--config"],
+                                     ["run", "--config", "FER_STREAM_REDIS_URL"]])  # fmt: skip
+def test_a_redis_password_cut_short_by_a_delimiter_is_not_quoted_back(media_dir, tmp_path, command):
+    """urllib reads the password up to its ``#`` as the port and says so; every command refuses the URL without it."""
+    config = tmp_path / "cameras.yaml"
+    env = {**subprocess_env(), "RPW": REDIS_SECRET}
+    env.pop("FER_STREAM_REDIS_URL", None)
+    if command[-1] == "FER_STREAM_REDIS_URL":
+        command, env["FER_STREAM_REDIS_URL"] = command[:-1], f"redis://:{REDIS_SECRET}@127.0.0.1:6392/0"
+        config.write_text(camera_yaml(media_dir))
+    else:
+        config.write_text(camera_yaml(media_dir, 'redis: {url: "redis://:${RPW}@127.0.0.1:6392/0"}'))
+    done = subprocess.run([FER_STREAM, *command, str(config)], capture_output=True, text=True, timeout=60, env=env)
+    said = done.stdout + done.stderr
+    assert done.returncode == 2 and "url: malformed Redis URL 'redis://:***@127.0.0.1:6392/0'" in said, said
+    for fragment in ("S3cretPart", "tail"):
+        assert fragment not in said, f"{fragment!r} in the output of {command}: {said}"
+
+
+def test_fer_stream_alerts_does_not_quote_a_redis_password_back():
+    env = {**subprocess_env(), "FER_STREAM_REDIS_URL": f"redis://:{REDIS_SECRET}@127.0.0.1:6392/0"}
+    done = subprocess.run([FER_STREAM, "alerts", "--timeout", "1"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and "S3cretPart" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("content", [b"", os.urandom(4096)], ids=["empty", "random bytes"])
+def test_a_file_that_is_not_a_video_is_refused_at_start(media_dir, tmp_path, content):
+    garbage = tmp_path / "lobby.mp4"
+    garbage.write_bytes(content)
+    config = camera_yaml(media_dir, camera_extra=f"  - {{name: lobby, source: {garbage}}}")
+    refused(config, tmp_path, f"cameras[1].source: camera lobby: {garbage} is not a video FFmpeg can decode")
+
+
+def test_a_still_picture_and_a_played_file_read_as_finished(media_dir, yunet_model, tmp_path):
+    """Not "starting" for ever, nor "silent" once the camera's process has gone: /status says what happened."""
+    from fer_stream.daemon_state import STATUS_STALE_S
+
+    port = free_port()
+    config = tmp_path / "cameras.yaml"
+    config.write_text(f"""
+detector: {{model_path: {yunet_model}}}
+alerts: {{enabled: false}}
+http: {{port: {port}}}
+cameras:
+  - {{name: still, source: {media_dir / "one_face.jpg"}}}
+  - {{name: clip, source: {media_dir / "smiling_woman_phone.mp4"}}}
+  - {{name: door, source: {media_dir / "angry_man.mp4"}, loop: true, fps: 2}}
+""")
+    log = tmp_path / "daemon.log"
+    process = start_daemon(config, log)
+
+    def cameras() -> dict | None:
+        code, body = http_get(f"http://127.0.0.1:{port}/status")
+        return json.loads(body)["cameras"] if code == 200 else None
+
+    try:
+        wait_for("both files to finish", lambda: (c := cameras()) and c["still"]["state"] == c["clip"]["state"] == "finished",
+                 timeout=90)  # fmt: skip
+        time.sleep(STATUS_STALE_S + 1)  # past the moment a camera that stopped reporting turns "silent"
+        final = cameras()
+    finally:
+        stop_process(process)
+    assert final is not None, log.read_text()[-2000:]
+    assert final["still"]["state"] == "finished" and "a still picture" in final["still"]["reason"], final["still"]
+    assert final["clip"]["state"] == "finished" and final["clip"]["reason"].startswith("end of file ("), final["clip"]
+
+
+def test_six_hundred_idle_connections_leave_probes_and_token_holders_served(tmp_path):
+    """Sockets that never send a request (no token needed) must not lock anyone out of HTTP."""
+    from fer_stream.daemon_state import DaemonState
+    from fer_stream.http.access import Access
+    from fer_stream.http.server import start_http_server
+
+    token = "console-token-for-the-test-0123456789"
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(limits[0], min(4096, limits[1])), limits[1]))  # 600 sockets each side
+    server = start_http_server("127.0.0.1", 0, DaemonState(["door"]), str(tmp_path), threading.Lock(), access=Access(token))
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(600):
+            idle.append(socket.create_connection(server.sock.getsockname()[:2], timeout=5))
+        time.sleep(3)  # the lockout used to set in within seconds and last while the sockets stayed open
+        for path, credential in (("/healthz", None), ("/metrics", None), ("/status", token)):
+            started = time.monotonic()
+            code, _ = http_get(server.url + path, timeout=5, token=credential)
+            assert (code, path) == (200, path) and time.monotonic() - started < 1.0, (path, time.monotonic() - started)
+    finally:
+        for connection in idle:
+            connection.close()
+        server.shutdown()
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+
+
 def alerts_in(redis_server: RedisServer) -> list[dict]:
     return [json.loads(fields[b"alert"]) for _, fields in redis_server.client().xrange("fer:alerts:log")]
 
@@ -386,3 +485,74 @@ def test_a_camera_killed_mid_episode_does_not_start_it_again_inside_the_cooldown
     assert len(starts) == 1, f"a second start inside the cooldown: {starts}"
     assert any(e["track_id"] == starts[0]["track_id"] for e in ends), "the orphaned episode was ended"
     assert all(t["track_id"] > starts[0]["track_id"] for t in tracks), "track ids are not reused after the restart"
+
+
+def test_a_full_disk_under_the_alert_journal_keeps_the_daemon_up_and_loses_no_alert(media_dir, yunet_model, tmp_path,
+                                                                                      tiny_disk: TinyDisk):  # fmt: skip
+    """The journal's disk fills after the first alert: alerts wait in memory, go back into the journal when space
+    returns, and reach Redis when it answers, with the disk full again; the cameras never stop."""
+    redis_server = RedisServer(tmp_path)  # not started: Redis is down
+    port = free_port()
+    journal = tiny_disk.path / "outbox.sqlite3"
+    config = tmp_path / "cameras.yaml"
+    config.write_text(f"""
+detector: {{model_path: {yunet_model}}}
+http: {{port: {port}}}
+redis: {{url: {redis_server.url}, connect_timeout_s: 0.5, socket_timeout_s: 0.5}}
+alerts: {{outbox_path: {journal}, rules: {{update_every_s: 1, cooldown_s: 0}}}}
+cameras:
+  - {{name: angry, source: {media_dir / "angry_man.mp4"}, loop: true, fps: 8}}
+""")
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "daemon.log"
+
+    def metrics() -> Metrics:
+        assert process.poll() is None, f"the daemon exited with {process.returncode}: {log.read_text()[-3000:]}"
+        return Metrics(http_get(url + "/metrics")[1].decode())
+
+    def forwarded() -> int:
+        """Alerts the supervisor handed to the publisher so far."""
+        return json.loads(http_get(url + "/status")[1])["alerts_forwarded"]
+
+    def forwarded_ids() -> list[str]:
+        """Their ids, oldest first: the console keeps them while Redis is away."""
+        page = json.loads(http_get(url + "/api/alerts?limit=200")[1])
+        assert page["source"] == "memory", page
+        return [event["alert"]["alert_id"] for event in reversed(page["events"])]
+
+    process = start_daemon(config, log)
+    try:
+        wait_for("the first alert in the journal", lambda: http_get(url + "/healthz")[0] == 200
+                 and metrics().value("fer_alert_outbox_depth") >= 1, timeout=120)  # fmt: skip
+        tiny_disk.fill()
+        at_fill = forwarded()
+        wait_for("three more alerts held in memory", lambda: metrics().value("fer_alert_journal_degraded") == 1
+                 and forwarded() >= at_fill + 3, timeout=60)  # fmt: skip
+        m = metrics()
+        assert m.value("fer_alert_journal_write_errors_total") >= 1
+        assert m.value("fer_worker_restarts_total") == 0 and m.value("fer_alert_outbox_dropped_total") == 0
+        processed = m.value("fer_camera_frames_processed_total", camera="angry")
+        wait_for("the camera still processing", lambda: metrics().value(
+            "fer_camera_frames_processed_total", camera="angry") > processed + 10, timeout=30)  # fmt: skip
+
+        tiny_disk.free()
+        wait_for("the journal written again", lambda: metrics().value("fer_alert_journal_degraded") == 0, timeout=30)
+        held = forwarded_ids()
+        with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+            journaled = [json.loads(text)["alert_id"] for (text,) in db.execute("SELECT alert FROM outbox ORDER BY seq")]
+        assert journaled[: len(held)] == held, "every alert so far, in order, is in the journal"
+
+        tiny_disk.fill()
+        redis_server.start()
+        at_redis = forwarded()
+        wait_for("alerts delivered while the disk is full", lambda: metrics().value("fer_alert_journal_degraded") == 1
+                 and len(alerts_in(redis_server)) == forwarded() >= at_redis + 3, timeout=90)  # fmt: skip
+        code, elapsed = signalled(process, signal.SIGTERM)
+        delivered = [a["alert_id"] for a in alerts_in(redis_server)]
+    finally:
+        stop_process(process)
+        redis_server.stop()
+    assert code == 0 and elapsed < 5.0, f"exit {code} after {elapsed:.1f} s: {log.read_text()[-3000:]}"
+    assert len(delivered) == len(set(delivered)), "an alert was added to the stream twice"
+    assert delivered[: len(held)] == held, "the alerts held through the full disk arrive first, in order"
+    assert "alert journal" in log.read_text() and "cannot be written (database or disk is full)" in log.read_text()

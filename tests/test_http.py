@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import http.cookiejar
 import json
+import select
 import socket
 import threading
 import time
@@ -237,6 +238,89 @@ def test_idle_half_sent_requests_do_not_block_others(served) -> None:
         sock.close()
 
 
+def closed_within(sock: socket.socket, seconds: float) -> float | None:
+    """Seconds until the server closed ``sock`` (reading what it sent before), or None if it stayed open."""
+    started = time.monotonic()
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - started
+
+
+def trickled_until_closed(sock: socket.socket, data: bytes, every: float) -> float | None:
+    """Send ``data`` a byte every ``every`` s; the seconds until the server closed ``sock``, or None if it never did."""
+    started = time.monotonic()
+    for byte in data:
+        try:
+            if select.select([sock], [], [], 0)[0] and not sock.recv(1):
+                return time.monotonic() - started
+            sock.send(bytes([byte]))
+        except OSError:  # reset: closed
+            return time.monotonic() - started
+        time.sleep(every)
+    return None
+
+
+def test_a_connection_owing_its_request_is_closed_at_the_deadline_however_it_trickles(tmp_path, monkeypatch) -> None:
+    from fer_stream.http import server as server_module
+
+    monkeypatch.setattr(server_module, "REQUEST_TIMEOUT_S", 1)
+    server = start_http_server("127.0.0.1", 0, DaemonState(["lobby"]), str(tmp_path), threading.Lock())
+    address = server.sock.getsockname()[:2]
+    try:
+        silent = socket.create_connection(address, timeout=5)
+        assert (after := closed_within(silent, 3.0)) is not None and after < 2.0, "a socket that sends nothing"
+
+        trickling = socket.create_connection(address, timeout=5)
+        request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"x" * 100
+        assert (after := trickled_until_closed(trickling, request, every=0.2)) is not None and after < 2.0, "a slow request"
+
+        kept_alive = socket.create_connection(address, timeout=5)  # its next request trickles: every byte would
+        kept_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # restart uvicorn's keep-alive timer
+        assert kept_alive.recv(65536).startswith(b"HTTP/1.1 200")
+        assert (after := trickled_until_closed(kept_alive, request, every=0.2)) is not None and after < 2.0, "between requests"
+        assert get(server.url + "/healthz")[0] == 200
+    finally:
+        server.shutdown()
+
+
+def test_waiting_connections_beyond_the_bounds_close_the_longest_waiting(tmp_path, monkeypatch) -> None:
+    """Past the bound of one address, or of all, the oldest idle connection goes: never the newest, never a working one."""
+    from fer_stream.http import server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_WAITING_PER_CLIENT", 4)
+    monkeypatch.setattr(server_module, "MAX_WAITING", 8)
+    server = start_http_server("127.0.0.1", 0, DaemonState(["lobby"]), str(tmp_path), threading.Lock())
+    address = server.sock.getsockname()[:2]
+
+    def connections(client: str, count: int) -> list[socket.socket]:
+        opened = [socket.create_connection(address, timeout=5, source_address=(client, 0)) for _ in range(count)]
+        time.sleep(0.3)  # accepted and counted
+        return opened
+
+    try:
+        stream = connect(server.url)  # a working connection: its request has arrived, it is not waiting
+        stream.request("GET", "/api/alerts/live")
+        assert stream.getresponse().status == 200
+        first = connections("127.0.0.2", 6)
+        assert [closed_within(s, 0.5) is not None for s in first] == [True, True, False, False, False, False]
+        others = connections("127.0.0.3", 4) + connections("127.0.0.4", 4)  # 12 waiting: 4 over the bound of all
+        assert [closed_within(s, 0.5) is not None for s in first[2:]] == [True] * 4, "the oldest in all made room"
+        assert not any(closed_within(s, 0.3) is not None for s in others)
+        assert get(server.url + "/healthz")[0] == 200
+        assert stream.sock is not None and closed_within(stream.sock, 0.3) is None, "a working connection stays"
+        for sock in first + others:
+            sock.close()
+        stream.close()
+    finally:
+        server.shutdown()
+
+
 # --- access control ------------------------------------------------------------------
 
 
@@ -303,7 +387,7 @@ def test_session_cookies_expire_and_die_with_the_token() -> None:
     assert not access.cookie_valid(cookie.replace(".", ".0", 1)) and not access.cookie_valid("garbage")
     now[0] += 13 * 3600
     assert not access.cookie_valid(cookie)
-    assert Access(None).allows({}) and not access.allows({"cookie": "broken;;=="})
+    assert not access.session_valid({"cookie": "broken;;=="})
 
 
 def test_an_open_console_answers_only_to_its_own_names(served, guarded) -> None:
@@ -335,4 +419,43 @@ def test_a_huge_chunked_login_is_refused_before_it_is_read(guarded) -> None:
 
 @pytest.mark.parametrize("cookie", ['fer_session="\u00b2.x"', "fer_session=" + "9" * 5000 + ".x", "fer_session=9999999999.\u00e9"])
 def test_a_malformed_session_cookie_is_no_credential_and_no_crash(cookie) -> None:
-    assert not Access(TOKEN).allows({"cookie": cookie.encode().decode("unicode_escape")})
+    assert not Access(TOKEN).session_valid({"cookie": cookie.encode().decode("unicode_escape")})
+
+
+def test_a_wrong_token_costs_its_address_a_second_and_a_flood_learns_no_more(guarded) -> None:
+    _, _, url = guarded
+    host, port = url.removeprefix("http://").split(":")
+    wrong = {"Authorization": "Bearer wrong-token-0123456789"}
+    started = time.monotonic()
+    assert get(url + "/status", wrong)[0] == 401 and time.monotonic() - started >= 1.0
+
+    answers: list[tuple[int, float]] = []
+    stop = time.monotonic() + 2.5
+
+    def guess() -> None:
+        while time.monotonic() < stop:
+            asked = time.monotonic()
+            answers.append((get(url + "/status", wrong)[0], time.monotonic() - asked))
+
+    guessers = [threading.Thread(target=guess) for _ in range(16)]
+    for thread in guessers:
+        thread.start()
+    time.sleep(0.5)
+    try:  # meanwhile: probes, and a token holder elsewhere, answered at once; the flood's address may not try a login
+        for path, headers, source in (("/healthz", {}, "127.0.0.1"), ("/status", {"Authorization": f"Bearer {TOKEN}"}, "127.0.0.2")):
+            connection = http.client.HTTPConnection(host, int(port), timeout=5, source_address=(source, 0))
+            asked = time.monotonic()
+            connection.request("GET", path, headers=headers)
+            assert connection.getresponse().status == 200 and time.monotonic() - asked < 0.9, path
+            connection.close()
+        login = connect(url)
+        login.request("POST", "/login", body=b"token=a-guess-0123456789&next=/",
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert login.getresponse().status == 429
+        login.close()
+    finally:
+        for thread in guessers:
+            thread.join()
+    verdicts = [took for code, took in answers if code == 401]
+    assert set(code for code, _ in answers) <= {401, 429}
+    assert 1 <= len(verdicts) <= 4 and min(verdicts) >= 1.0, f"{len(verdicts)} wrong tokens answered in 2.5 s"

@@ -35,11 +35,13 @@ def textured_frame(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (360, 640, 3), dtype=np.uint8)
 
 
-def pipeline(frames: list[list[Detection]], rules: AlertRules | None = None, detect_every: int = 1, **quality) -> FacePipeline:
+def pipeline(
+    frames: list[list[Detection]], rules: AlertRules | None = None, detect_every: int = 1, max_missed_s: float = 0.5, **quality
+) -> FacePipeline:
     return FacePipeline(
         detect_every=detect_every,
         detector=ScriptedDetector(frames),
-        tracker=IouTracker(min_hits=1, max_missed_s=0.5),
+        tracker=IouTracker(min_hits=1, max_missed_s=max_missed_s),
         rules=AlertTracker(rules or AlertRules(), "door", LABELS, "m", "1", host="test"),
         labels=LABELS,
         input_size=48,
@@ -109,6 +111,19 @@ def test_detection_runs_often_enough_that_coasting_never_ends_a_present_face():
         faces = p.faces(textured_frame(i), T0 + i)
         assert faces.detected and faces.ended == []
     assert p.detector.calls == 10
+
+
+def test_a_fast_face_carried_out_of_the_frame_between_detections_is_not_cropped():
+    """Up and to the right at about 190 px/s, then missed by the detector: its coasted box leaves the 640x360 frame."""
+    moving = [[Detection((100 + 40 * k, 200 - 20 * k, 120, 120), 0.9)] for k in range(5)]
+    p = pipeline(moving + [[]] * 20, detect_every=2, max_missed_s=3.0)
+    for i in range(32):
+        faces = p.faces(textured_frame(i), T0 + i / 10)
+        for crop in faces.crops:
+            x, y, w, h = crop.box
+            assert 0 <= x and 0 <= y and x + w <= 640 and y + h <= 360, f"frame {i}: {crop.box}"
+    assert faces.crops == [] and faces.gated == [] and faces.ended == [], "out of the frame, not yet ended"
+    assert [track.track_id for track in p.tracker.tracks] == [1]
 
 
 def test_results_for_a_track_that_ended_meanwhile_are_ignored():

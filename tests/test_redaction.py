@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import string
+from pathlib import Path
+from unittest.mock import patch
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -48,3 +52,79 @@ def test_the_delimiter_passwords_of_the_fault_report():
     assert redact_url("rtsp://viewer:pa/ss@h/x") == "rtsp://viewer:***@h/x"
     assert redact_url("rtsp://viewer:p#w?d@h:554/x") == "rtsp://viewer:***@h:554/x"
     assert redact_url("rtsp://h/x?password=a/b#c") == "rtsp://h/x?password=***"
+
+
+# --- secrets in the error text and logs of every parser of a config -------------------------------------------
+
+#: A password's words: consonants without p, so no password spells a credential parameter name (pass, pwd, key,
+#: token, ...), which would make ``host:port?key=`` and ``user:password@`` the same text; five letters or more, which
+#: no message happens to contain.
+WORD = st.text(alphabet="bcdfghjklmnqrstvwxzBCDFGHJKLMNQRSTVWXZ", min_size=5, max_size=10)
+DELIMITERS = st.text(alphabet="#?/@:%&=+;,!$*[] ", min_size=1, max_size=3)
+
+
+@st.composite
+def delimited_passwords(draw) -> tuple[str, list[str]]:
+    """A password of words between URL delimiters, and its words (what no output may hold)."""
+    words = draw(st.lists(WORD, min_size=1, max_size=4))
+    separators = draw(st.lists(DELIMITERS, min_size=len(words) + 1, max_size=len(words) + 1))
+    if len(words) == 1 and not any(separators[:2]):
+        separators[0] = "#"
+    lead, *between = separators
+    password = draw(st.sampled_from(["", lead])) + "".join(word + sep for word, sep in zip(words, between, strict=True))
+    return password.rstrip() if password.rstrip() else password, words
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _outputs(config_text: str, base_dir: Path) -> list[str]:
+    """What the config's parsing says (its problems or the check-config summary), and what it logged."""
+    from fer_stream.camera.diagnosis import diagnose
+    from fer_stream.config import ConfigError, parse_config
+    from fer_stream.config import command as check_config
+
+    records = _Records()
+    logging.getLogger().addHandler(records)
+    try:
+        config = parse_config(config_text, name="cameras.yaml", base_dir=base_dir)
+    except ConfigError as exc:
+        said = [str(exc)]
+    else:
+        said = [check_config.summary(check_config.overview(config), "cameras.yaml"), config.redis.redacted_url()]
+        said += [diagnose(camera, timeout=0.5) for camera in config.cameras] + [repr(c) for c in config.cameras]
+    finally:
+        logging.getLogger().removeHandler(records)
+    return said + records.lines
+
+
+@settings(max_examples=150, deadline=None)
+@given(secret=delimited_passwords(), user=st.sampled_from(["", "viewer"]),
+       where=st.sampled_from(["redis.url", "FER_STREAM_REDIS_URL", "rtsp", "rtsp, mistyped", "rtsp query"]))
+def test_no_piece_of_a_delimited_password_reaches_config_errors_or_logs(secret, user, where, media_dir, tmp_path_factory):
+    """Redis and RTSP URLs, well-formed or not, with a password from the environment: no word of it in any output."""
+    password, words = secret
+    video = media_dir / "calm_woman.mp4"
+    redis_url = f"redis://{user}:{password}@127.0.0.1:6392/0"
+    camera = f"  - {{name: door, source: '{video}'}}\n"
+    environment = {"PW": password}
+    if where == "redis.url":
+        text = f"redis: {{url: 'redis://{user}:${{PW}}@127.0.0.1:6392/0'}}\ncameras:\n{camera}"
+    elif where == "FER_STREAM_REDIS_URL":
+        text, environment["FER_STREAM_REDIS_URL"] = f"cameras:\n{camera}", redis_url
+    else:
+        source = {"rtsp": "rtsp://{user}:${{PW}}@127.0.0.1:9/live", "rtsp, mistyped": "rtsp:/{user}:${{PW}}@127.0.0.1:9/live",
+                  "rtsp query": "rtsp://127.0.0.1:9/live?user={user}&password=${{PW}}"}[where].format(user=user or "viewer")
+        text = f"cameras:\n  - {{name: gate, source: '{source}', open_timeout_s: 0.5}}\n{camera}"
+    with patch.dict(os.environ, environment):
+        if where != "FER_STREAM_REDIS_URL":
+            os.environ.pop("FER_STREAM_REDIS_URL", None)
+        said = "\n".join(_outputs(text, tmp_path_factory.getbasetemp()))
+    for word in words:
+        assert word.lower() not in said.lower(), f"{word!r} of {password!r} ({where}) in:\n{said}"

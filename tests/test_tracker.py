@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from fer_stream.faces import Detection, IouTracker
-from fer_stream.faces.tracker import iou_matrix
+from fer_stream.faces import Detection, IouTracker, Track, crop_face
+from fer_stream.faces.tracker import MIN_VISIBLE_SHARE, iou_matrix
 
 
 def det(x: int, y: int, w: int = 50, h: int = 50) -> Detection:
@@ -95,7 +97,7 @@ def test_coasting_carries_a_moving_face_between_detections_without_sighting_it()
         if frame % 3 == 0:
             update = tracker.update([Detection((x, 50, 100, 100), 0.9, landmarks)], t)
         else:
-            update = tracker.coast(t)
+            update = tracker.coast(t, (640, 360))
         if frame >= 3:
             [track] = update.active
             # The velocity estimate converges over the first sightings; a tenth of the box width behind at worst.
@@ -111,6 +113,44 @@ def test_coasting_carries_a_moving_face_between_detections_without_sighting_it()
 def test_coasting_ends_a_face_no_detection_has_seen_for_max_missed():
     tracker = IouTracker(max_missed_s=1.0, min_hits=1)
     tracker.update([det(10, 10)], 0.0)
-    assert [t.track_id for t in tracker.coast(0.9).active] == [1]
-    update = tracker.coast(1.1)
+    assert [t.track_id for t in tracker.coast(0.9, (640, 360)).active] == [1]
+    update = tracker.coast(1.1, (640, 360))
     assert update.active == [] and update.ended == [1]
+
+
+def test_a_face_carried_out_of_the_frame_is_clipped_then_left_out_and_ends_like_a_missed_one():
+    """A 480x272 frame and a face rushing up and to the right: between detections its prediction leaves the frame."""
+    tracker = IouTracker(max_missed_s=1.0, min_hits=2)
+    tracker.update([Detection((300, 60, 146, 193), 0.9)], 0.0)
+    [track] = tracker.update([Detection((334, 0, 146, 193), 0.9)], 0.1).active
+    assert track.velocity == (170.0, -300.0)
+    [partly] = tracker.coast(0.2, (480, 272)).active  # predicted at (351, -30): three quarters still inside
+    assert partly.box == (351, 0, 129, 163)
+    assert tracker.coast(0.5, (480, 272)).active == [], "predicted at (402, -120): a fifth inside, the face has left"
+    assert tracker.coast(1.0, (480, 272)).active == [] and tracker.tracks, "not reported, but not ended before max_missed_s"
+    assert tracker.coast(1.2, (480, 272)).ended == [track.track_id]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    frame=st.tuples(st.integers(16, 1920), st.integers(16, 1080)),
+    corner=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+    size=st.tuples(st.floats(0.01, 1), st.floats(0.01, 1)),
+    velocity=st.tuples(st.floats(-5000, 5000), st.floats(-5000, 5000)),
+    dt=st.floats(0, 2),
+)
+def test_a_carried_box_is_always_inside_the_frame_and_can_be_cropped(frame, corner, size, velocity, dt):
+    width, height = frame
+    x, y = int(corner[0] * (width - 1)), int(corner[1] * (height - 1))
+    w, h = max(1, int(size[0] * (width - x))), max(1, int(size[1] * (height - y)))
+    track = Track(1, (x, y, w, h), 0.9, first_seen=0.0, last_seen=0.0, hits=2, velocity=velocity)
+    carried = track.coasted(dt, (width, height))
+    px, py, _, _ = track.predicted(dt)
+    visible = max(min(px + w, width) - max(px, 0), 0) * max(min(py + h, height) - max(py, 0), 0)
+    if carried is None:
+        assert visible < MIN_VISIBLE_SHARE * w * h
+        return
+    cx, cy, cw, ch = carried.box
+    assert 0 <= cx and 0 <= cy and cw > 0 and ch > 0 and cx + cw <= width and cy + ch <= height
+    assert cw * ch == visible >= MIN_VISIBLE_SHARE * w * h
+    assert crop_face(np.zeros((height, width, 3), np.uint8), carried.box).size > 0

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from fer_stream.redaction import redact_url
+from fer_stream.redaction import mask_secrets, redact_url, url_secrets
 
 #: Environment variable that, when set, replaces ``redis.url`` (deployment beats file).
 REDIS_URL_ENV = "FER_STREAM_REDIS_URL"
@@ -30,8 +30,8 @@ def check_redis_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError on a non-numeric or out-of-range port
-    except ValueError as exc:
-        parts, port, problem = None, None, str(exc)
+    except ValueError as exc:  # urllib quotes what it read as the port: a password cut short by '#' or '?'
+        parts, port, problem = None, None, mask_secrets(str(exc), url_secrets(url))
     if parts is not None:
         if parts.scheme not in ("redis", "rediss", "unix"):
             problem = f"scheme {parts.scheme or '(none)'!r} is not redis, rediss or unix"

@@ -8,7 +8,8 @@ head first; each delivery is one Lua script, atomic on the server:
 
 so an alert retried after a lost reply or a reconnect is neither appended nor
 published twice. The outbox is a journal (``fer_stream/alerts/outbox.py``): on
-disk by default, so alerts held while Redis was down survive a daemon restart.
+disk by default, so alerts held while Redis was down survive a daemon restart;
+when its disk is full it holds them in memory and delivery goes on.
 """
 
 from __future__ import annotations
@@ -137,7 +138,10 @@ class AlertPublisher:
         with self._wake:
             left = len(self._outbox)
             self._outbox.close()
-        if left:
+        if left and self._outbox.degraded:
+            log.error("alert publisher stopped with %d alert(s) undelivered: lost, the journal %s could not be written",
+                      left, self._outbox.path)
+        elif left:
             where = f"kept in {self._outbox.path} for the next start" if self._outbox.path else "lost (in-memory outbox)"
             log.warning("alert publisher stopped with %d alert(s) undelivered: %s", left, where)
         return left
@@ -152,6 +156,7 @@ class AlertPublisher:
                     self._wake.wait(HEALTH_CHECK_EVERY_S)
                 if self._closing:
                     return
+                self._outbox.catch_up()  # a journal that could not be written is retried even when no alert comes
                 head = self._outbox.head()
                 self._in_flight, alert = (None, None) if head is None else head
             try:

@@ -7,7 +7,9 @@ and what the server answers to a ``DESCRIBE`` of the stream with the
 configured credentials (401: wrong credentials, 404: wrong path); for a file,
 whether it exists and is readable; for a USB camera, whether the device node
 exists and may be opened. The answer becomes the camera's ``reason`` in its
-log line and in ``/status``; it never contains the password.
+log line and in ``/status``; it never contains the password. A file camera's
+file is also checked before the daemon starts (:func:`undecodable`), since no
+retry makes a file that is not a video play.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ import re
 import socket
 from urllib.parse import unquote
 
+import cv2
+
 from fer_stream.config.models import CameraConfig
 from fer_stream.redaction import split_userinfo
 
 PROBE_TIMEOUT_S = 1.5
+NOT_A_VIDEO = "not a video, or truncated (e.g. an MP4 without its moov atom)"
 
 
 def diagnose(camera: CameraConfig, timeout: float = PROBE_TIMEOUT_S) -> str:
@@ -41,7 +46,22 @@ def diagnose(camera: CameraConfig, timeout: float = PROBE_TIMEOUT_S) -> str:
         return f"file {path} is gone"
     if not os.access(path, os.R_OK):
         return f"no permission to read {path}"
-    return f"FFmpeg cannot read {path}: not a video, or truncated (e.g. an MP4 without its moov atom)"
+    return f"FFmpeg cannot read {path}: {NOT_A_VIDEO}"
+
+
+def undecodable(path: str) -> str | None:
+    """Why FFmpeg cannot play the file as the camera would open it, or None when it decodes a first frame."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "the file is empty"
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})"
+    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    try:
+        decoded = capture.isOpened() and capture.read()[0]
+    finally:
+        capture.release()
+    return None if decoded else NOT_A_VIDEO
 
 
 def _rtsp(url: str, timeout: float) -> str:

@@ -53,6 +53,13 @@ MAX_PACING_LAG_S = 1.0
 NOT_CONVERTED = np.empty(0, np.uint8)
 
 
+def _end_of_file(frames: int) -> str:
+    """The reason a finished file camera gives: FFmpeg plays a still picture as a video of one frame."""
+    if frames == 1:
+        return "end of file after its only frame: a still picture, not a video"
+    return f"end of file ({frames} frames)"
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One decoded frame. ``captured_at`` is wall-clock (``time.time()``), ``captured_monotonic`` for latencies."""
@@ -80,6 +87,7 @@ class FrameSource:
         self._state = SourceState.STARTING
         self._reason = "opening"
         self._stall_counted = False
+        self._frames_in_file = 0  # frames the file held, once it ended
         self._up = CAMERA_UP.labels(camera=camera.name)
         self._m_read = FRAMES_READ.labels(camera=camera.name)  # counted per frame: labels looked up once
         self._m_stale = FRAMES_SKIPPED.labels(camera=camera.name, reason="stale")
@@ -169,7 +177,7 @@ class FrameSource:
                     capture.release()
                 if outcome == "ended":
                     if not self.camera.loop:
-                        self._set_state(SourceState.FINISHED, "end of file")
+                        self._set_state(SourceState.FINISHED, _end_of_file(self._frames_in_file))
                         return
                     reopening = False  # looping a file is not a reconnect
                 elif outcome == "lost":
@@ -228,7 +236,10 @@ class FrameSource:
             now = time.monotonic()
             if not ok:
                 # A file that ends after frames ended; one that gives none is broken, not finished.
+                self._frames_in_file = delivered
                 return "ended" if is_file and delivered else "lost"
+            if not is_file and delivered and now - last_good > camera.stall_timeout_s:
+                return "lost"  # FFmpeg's read timed out with one last frame: the stream stalled all the same
             if image is NOT_CONVERTED:
                 self._last_read = last_good = now
                 delivered += 1

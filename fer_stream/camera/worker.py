@@ -24,7 +24,7 @@ from fer_stream.config.models import CameraSettings, ConsoleSettings
 from fer_stream.evidence.recorder import EvidenceRecorder
 from fer_stream.faces import blur_faces, draw_annotations
 from fer_stream.faces.quality import QualityProblem
-from fer_stream.messages import AlertPictures, CameraStatus, CameraView, FaceRequest, FaceResult, SourceState
+from fer_stream.messages import AlertEvent, CameraStatus, CameraView, FaceRequest, FaceResult, SourceState
 from fer_stream.queues import BoundedQueue
 
 log = logging.getLogger(__name__)
@@ -70,17 +70,20 @@ class CameraSpec:
 
 @dataclass(frozen=True)
 class CameraQueues:
-    """The queues a camera process uses; all bounded, all drop-oldest."""
+    """The queues a camera process uses; all bounded, all drop-oldest.
+
+    ``alerts`` is this worker's own: it is its only writer, so its death mid-message cannot corrupt what
+    another camera sends, and the supervisor drops the half-written message (``BoundedQueue.reader_only``).
+    """
 
     requests: BoundedQueue[FaceRequest]
     results: BoundedQueue[FaceResult]
-    alerts: BoundedQueue[Alert]
+    alerts: BoundedQueue[AlertEvent]
     status: BoundedQueue[CameraStatus]
     views: BoundedQueue[CameraView]
-    pictures: BoundedQueue[AlertPictures]
 
     def outgoing(self) -> tuple[BoundedQueue, ...]:
-        return (self.requests, self.alerts, self.status, self.views, self.pictures)
+        return (self.requests, self.alerts, self.status, self.views)
 
 
 def main(spec: CameraSpec, queues: CameraQueues, view_wanted, slots: CpuSlots | None, parent_pid: int, heartbeat) -> None:
@@ -181,21 +184,29 @@ class CameraLoop:
         self.source.start()
 
     def close(self, reason: EndReason = "camera_stopped") -> None:
-        """Stop reading, end the open alert episodes and hand their end events over before the process exits."""
-        self.source.close()
+        """End the open alert episodes, stop reading and hand the end events over before the process exits."""
         self.handle_results()  # classifications already back still count
+        self.end_episodes(reason)  # written to the pipe while the reader thread stops
+        self.source.close()
+        if not self.queues.alerts.flush(ALERT_FLUSH_S):
+            log.warning("the supervisor did not take the last alerts within %.0f s; they are lost", ALERT_FLUSH_S)
+        if self.finished:  # a last status: the console shows the file as finished, not as starting or silent
+            self.send_status(time.monotonic())
+            self.queues.status.flush(ALERT_FLUSH_S)
+
+    def end_episodes(self, reason: EndReason) -> None:
+        """End every open alert episode and forget the faces (the camera stops, or its stream is lost)."""
         for alert in self.pipeline.finish(time.time(), reason):
             self.send_alert(alert)
-        if not (self.queues.pictures.flush(ALERT_FLUSH_S) and self.queues.alerts.flush(ALERT_FLUSH_S)):
-            log.warning("the supervisor did not take the last alerts within %.0f s; they are lost", ALERT_FLUSH_S)
 
     def send_alert(self, alert: Alert) -> None:
-        """Hand an alert to the supervisor, its pictures first (so the console has them when the alert arrives)."""
+        """Hand an alert to the supervisor with its pictures (start and end events, while pictures are on)."""
         pictured = None if self.recorder is None else self.recorder.picture(alert)
-        if pictured is not None:
+        if pictured is None:
+            self.queues.alerts.put(AlertEvent(alert=alert))
+        else:
             alert, pictures = pictured
-            self.queues.pictures.put(pictures)
-        self.queues.alerts.put(alert)
+            self.queues.alerts.put(AlertEvent(alert=alert, pictures=pictures))
 
     def step(self) -> None:
         now = time.monotonic()
@@ -209,7 +220,11 @@ class CameraLoop:
             return
         frame = self.source.latest(timeout=min(self.period, 0.25))
         if frame is None or frame.frame_id == self._last_frame_id:
-            self.finished = self.source.state is SourceState.FINISHED
+            state = self.source.state
+            self.finished = state is SourceState.FINISHED
+            if state is SourceState.DOWN:
+                # Stalled, broken or not opening: the faces are gone now, whenever the stream comes back.
+                self.end_episodes("camera_stopped")
             return
         self._last_frame_id = frame.frame_id
         self._next_due = max(self._next_due + self.period, now - self.period)

@@ -4,6 +4,9 @@ Every problem is reported at once as ``FILE:LINE: key.path[2].name: what is expe
 Lines come from the YAML node tree (PyYAML's compose step keeps a mark on every
 node), so an unknown key points at the key and a bad value at its line. Error
 messages never echo input values: a substituted password must not reach a log.
+A parser may still quote a piece of a URL it refuses (a password cut short at
+``#`` read as a port), so every message is masked with the secrets of every URL
+in the input and in ``FER_STREAM_REDIS_URL``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from fer_stream.alerts.config import REDIS_URL_ENV
 from fer_stream.config.models import FerStreamConfig
+from fer_stream.redaction import mask_secrets, url_secrets
 
 Loc = tuple[str | int, ...]
 
@@ -96,8 +101,23 @@ def parse_config(text: str, *, name: str = "<config>", base_dir: Path | None = N
     try:
         return FerStreamConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        located = sorted(((_line_of(tuple(err["loc"]), lines), _describe(err)) for err in exc.errors()), key=lambda p: p[0])
+        secrets = [secret for url in (*_strings(data), os.environ.get(REDIS_URL_ENV, "")) for secret in url_secrets(url)]
+        located = sorted(((_line_of(tuple(err["loc"]), lines), mask_secrets(_describe(err), secrets)) for err in exc.errors()),
+                         key=lambda p: p[0])  # fmt: skip
         raise ConfigError([f"{name}:{line}: {what}" for line, what in located]) from None
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in the parsed YAML, keys and values."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
 
 
 def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Iterator[tuple[Loc, int, str]]:

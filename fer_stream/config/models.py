@@ -24,6 +24,8 @@ from fer_stream.redaction import redact_url
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SOURCE_FORMS = "an rtsp:// or rtsps:// URL, a USB device index (0, 1, ...), /dev/videoN, or a video file path"
+#: ``rtsp:/host``, ``rtsp:user:password@host``: a URL with a mistyped ``://``, which would otherwise be read as a file name.
+MISTYPED_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:(/(?!/)|.*@)")
 DEFAULT_CACHE_DIR = Path("~/.cache/fer-stream").expanduser()
 SectionT = TypeVar("SectionT", bound=BaseModel)
 
@@ -307,6 +309,8 @@ class CameraConfig(_Section):
             raise ValueError(f"scheme {scheme}:// is not supported; expected {SOURCE_FORMS}")
         if source.startswith("/dev/"):
             return source
+        if MISTYPED_URL.match(source):  # not echoed: what follows the scheme may be user:password@
+            raise ValueError(f"looks like a URL whose scheme is not followed by ://; expected {SOURCE_FORMS}")
         path = _resolve(Path(source), info)
         if not path.is_file():
             raise ValueError(f"no such video file: {path}")

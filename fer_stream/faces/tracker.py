@@ -12,6 +12,14 @@ a face that walks on behind a pillar for half a second is matched where it
 reappears and keeps its id, so its alert cooldown holds, instead of coming back
 as a new face. The same motion carries tracks over frames where detection is
 not run at all (:meth:`IouTracker.coast`, ``detector.detect_every``).
+
+A carried box is clipped to the frame as the detector clips its own boxes. A
+face whose predicted box keeps less than half of itself inside the frame has,
+by its motion, left it (or its velocity came from a bad match): nothing is
+there to crop, so it is not reported on that frame, as if the detector had
+missed it, and it ends after ``max_missed_s`` unless a detection finds it
+again. Cropping a guess at the frame edge would feed the classifier, and so
+the alert rules, a sliver of background.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from fer_stream.faces.detector import Detection
 Box = tuple[int, int, int, int]
 #: Weight of the newest displacement in a track's velocity (the rest is its earlier estimate).
 VELOCITY_SMOOTHING = 0.5
+#: A carried box with less of its area inside the frame than this is a face that has left it.
+MIN_VISIBLE_SHARE = 0.5
 
 
 @dataclass(slots=True)
@@ -45,12 +55,19 @@ class Track:
         x, y, w, h = self.box
         return (round(x + self.velocity[0] * dt), round(y + self.velocity[1] * dt), w, h)
 
-    def coasted(self, t: float) -> Track:
-        """A copy at its predicted place at ``t``, landmarks moved along (the track itself is unchanged)."""
-        box = self.predicted(t)
-        dx, dy = box[0] - self.box[0], box[1] - self.box[1]
-        landmarks = None if self.landmarks is None else tuple((x + dx, y + dy) for x, y in self.landmarks)
-        return replace(self, box=box, landmarks=landmarks)
+    def coasted(self, t: float, frame_size: tuple[int, int]) -> Track | None:
+        """A copy at its predicted place at ``t``, clipped to the ``(width, height)`` frame, landmarks moved along.
+
+        None when less than ``MIN_VISIBLE_SHARE`` of the predicted box lies in the frame. The track itself is unchanged.
+        """
+        x, y, w, h = self.predicted(t)
+        x0, y0 = max(x, 0), max(y, 0)
+        x1, y1 = min(x + w, frame_size[0]), min(y + h, frame_size[1])
+        if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) < MIN_VISIBLE_SHARE * w * h:
+            return None
+        dx, dy = x - self.box[0], y - self.box[1]
+        landmarks = None if self.landmarks is None else tuple((lx + dx, ly + dy) for lx, ly in self.landmarks)
+        return replace(self, box=(x0, y0, x1 - x0, y1 - y0), landmarks=landmarks)
 
     def observe(self, detection: Detection, t: float) -> None:
         dt = t - self.last_seen
@@ -123,16 +140,18 @@ class IouTracker:
             ended=[track.track_id for track in ended if track.hits >= self.min_hits],
         )
 
-    def coast(self, t: float) -> TrackUpdate:
-        """A frame without detection: the confirmed tracks where their motion puts them at ``t``.
+    def coast(self, t: float, frame_size: tuple[int, int]) -> TrackUpdate:
+        """A frame of ``(width, height)`` without detection: the confirmed tracks where their motion puts them at ``t``.
 
-        Nothing is matched, so no track gains a hit or a sighting; tracks not detected for
-        ``max_missed_s`` end as in :meth:`update`.
+        Nothing is matched, so no track gains a hit or a sighting; a track carried out of the
+        frame is left out (:meth:`Track.coasted`); tracks not detected for ``max_missed_s`` end
+        as in :meth:`update`.
         """
         ended = [track for track in self._tracks if t - track.last_seen > self.max_missed_s]
         self._tracks = [track for track in self._tracks if t - track.last_seen <= self.max_missed_s]
+        carried = [track.coasted(t, frame_size) for track in self._tracks if track.hits >= self.min_hits]
         return TrackUpdate(
-            active=[track.coasted(t) for track in self._tracks if track.hits >= self.min_hits],
+            active=[track for track in carried if track is not None],
             ended=[track.track_id for track in ended if track.hits >= self.min_hits],
         )
 

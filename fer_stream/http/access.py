@@ -4,10 +4,14 @@ A pure ASGI middleware in front of every route, streams included, so no route
 can forget the check. The cookie holds no token: it is an expiry time and an
 HMAC of it keyed by the token, so changing the token ends every session, and a
 stolen cookie stops working after ``SESSION_S``.
+
+A wrong token (a bearer token or the login form's) costs its sender a second:
+see :class:`WrongTokens`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -27,6 +31,42 @@ SESSION_S = 12 * 3600
 LOGIN_PATHS = ("/login", "/static/console.css")
 #: Probe and scrape paths, open unless http.protect_probes.
 PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
+#: How long the answer to a wrong token waits.
+WRONG_TOKEN_DELAY_S = 1.0
+#: Wrong-token answers waiting at once, from all addresses: each holds a connection until it leaves.
+MAX_WRONG_TOKENS_WAITING = 128
+
+
+class WrongTokens:
+    """Makes a wrong token cost a second, without letting anyone tie up the server with them.
+
+    The answer to a wrong token waits ``delay_s`` (an asyncio sleep: a timer on
+    the event loop, no thread). A delay alone would not slow a guesser who sends
+    thousands of guesses at once, so while an address has a wrong answer waiting,
+    its other token attempts are answered 429 without their token being checked:
+    an address learns at most one wrong token a second, and holds at most one
+    waiting answer. At most ``max_waiting`` answers wait in all; past that every
+    token attempt gets 429 until one leaves. Session cookies are not token
+    attempts (an HMAC cannot be guessed), and paths open without a token are
+    never affected.
+    """
+
+    def __init__(self, delay_s: float = WRONG_TOKEN_DELAY_S, max_waiting: int = MAX_WRONG_TOKENS_WAITING) -> None:
+        self.delay_s = delay_s
+        self.max_waiting = max_waiting
+        self._waiting: set[str] = set()
+
+    def may_try(self, address: str) -> bool:
+        """Whether a token from ``address`` may be checked now."""
+        return address not in self._waiting and len(self._waiting) < self.max_waiting
+
+    async def answer_later(self, address: str) -> None:
+        """Hold the answer to a wrong token from ``address`` for ``delay_s``."""
+        self._waiting.add(address)
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            self._waiting.discard(address)
 
 
 class Access:
@@ -40,6 +80,7 @@ class Access:
         self.protect_probes = protect_probes
         self._clock = clock
         self.open_hosts = {"localhost", "127.0.0.1", "::1", host.strip("[]").lower()}
+        self.wrong_tokens = WrongTokens()
 
     def host_allowed(self, host_header: str) -> bool:
         """An open console answers only to its own names: a web page whose name was rebound to 127.0.0.1
@@ -70,13 +111,8 @@ class Access:
             return False
         return hmac.compare_digest(signature.encode("utf-8", "replace"), self._sign(int(expires)).encode())
 
-    def allows(self, headers: dict[str, str]) -> bool:
-        """Whether a request with these (lower-cased) headers may pass."""
-        if self._token is None:
-            return True
-        scheme, _, credentials = headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and self.token_matches(credentials.strip()):
-            return True
+    def session_valid(self, headers: dict[str, str]) -> bool:
+        """Whether these (lower-cased) headers carry a valid session cookie."""
         cookie = SimpleCookie()
         try:
             cookie.load(headers.get("cookie", ""))
@@ -108,15 +144,35 @@ class RequireToken:
         if not self.access.host_allowed(headers.get("host", "")):
             await _respond(send, 421, b'{"error": "this console answers only to its own address"}', b"application/json")
             return
-        if not self.access.required or self.access.is_open(scope["path"]) or self.access.allows(headers):
+        if not self.access.required or self.access.is_open(scope["path"]) or self.access.session_valid(headers):
             await self.app(scope, receive, send)
             return
+        scheme, _, bearer = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            address = client_address(scope)
+            wrong_tokens = self.access.wrong_tokens
+            if not wrong_tokens.may_try(address):
+                await _respond(send, 429, TOO_MANY_WRONG_TOKENS, b"application/json", [(b"retry-after", b"1")])
+                return
+            if self.access.token_matches(bearer.strip()):
+                await self.app(scope, receive, send)
+                return
+            await wrong_tokens.answer_later(address)
         if _wants_page(scope["path"], headers):
             body, content_type = self.login_page(scope["path"]), b"text/html; charset=utf-8"
         else:
             body, content_type = b'{"error": "the console needs its access token (Authorization: Bearer, or log in at /login)"}', \
                 b"application/json"
         await _respond(send, 401, body, content_type, [(b"www-authenticate", b'Bearer realm="fer-stream"')])
+
+
+TOO_MANY_WRONG_TOKENS = b'{"error": "a wrong token from this address is still being answered; try again in a second"}'
+
+
+def client_address(scope: Scope) -> str:
+    """The address a request came from (its key for the wrong-token limit)."""
+    client = scope.get("client")
+    return client[0] if client else ""
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes, extra: list | None = None) -> None:

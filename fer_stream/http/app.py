@@ -30,15 +30,13 @@ from fer_stream.alerts.message import Alert
 from fer_stream.daemon_state import DaemonState
 from fer_stream.evidence.store import SnapshotStore
 from fer_stream.http import pages
-from fer_stream.http.access import COOKIE, SESSION_S, Access, RequireToken
+from fer_stream.http.access import COOKIE, SESSION_S, Access, RequireToken, client_address
 from fer_stream.http.history import MAX_PAGE, AlertHistory, HistoryUnavailableError
 from fer_stream.metrics import SettledCollector
 
 #: How often a live stream looks for a newer frame, and an idle event stream sends a keep-alive comment.
 FRAME_POLL_S = 0.05
 KEEPALIVE_S = 15.0
-#: A failed login waits this long, so the token cannot be guessed quickly.
-LOGIN_FAILURE_DELAY_S = 1.0
 MAX_LOGIN_BYTES = 4096
 MJPEG_BOUNDARY = "fer-frame"
 
@@ -128,9 +126,12 @@ class Console:
         token, target = form.get("token", [""])[0], _local_path(form.get("next", ["/"])[0])
         if not self.access.required:
             return RedirectResponse(target, status_code=303)
+        address, wrong_tokens = client_address(request.scope), self.access.wrong_tokens  # a wrong token costs a second
+        if not wrong_tokens.may_try(address):
+            return _page(pages.login(target, failed="busy"), status_code=429)
         if not self.access.token_matches(token):
-            await asyncio.sleep(LOGIN_FAILURE_DELAY_S)
-            return _page(pages.login(target, failed=True), status_code=401)
+            await wrong_tokens.answer_later(address)
+            return _page(pages.login(target, failed="wrong"), status_code=401)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(COOKIE, self.access.session_cookie(), max_age=SESSION_S, httponly=True, samesite="strict",
                             secure=request.url.scheme == "https")

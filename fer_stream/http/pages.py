@@ -49,8 +49,16 @@ def camera(name: str, *, logout: bool) -> bytes:
     return _page(f"fer-stream: {name}", body, script="console.js", data={"page": "camera", "camera": name}, logout=logout)
 
 
-def login(target: str, failed: bool = False) -> bytes:
-    message = '<p class="error">That token is not the console\'s.</p>' if failed else ""
+#: Why the login form is shown again.
+LOGIN_FAILURES = {
+    "wrong": "That token is not the console's.",
+    "busy": "A wrong token from this address is still being answered; try again in a second.",
+}
+
+
+def login(target: str, failed: str | None = None) -> bytes:
+    """The login form; ``failed`` (a key of LOGIN_FAILURES) says why it is back."""
+    message = f'<p class="error">{escape(LOGIN_FAILURES[failed])}</p>' if failed else ""
     body = f"""<main class="login"><h1>Log in</h1>
 <p>This console shows people's faces; it needs the access token its operator set ($FER_STREAM_CONSOLE_TOKEN
 or the variable named by <code>http.token_env</code>).</p>{message}

@@ -2,6 +2,8 @@
 
 The socket is bound here, before the thread starts, so a port in use stops the
 daemon's start with a clear message, and port 0 yields the real port at once.
+Connections are served by uvicorn's h11 protocol with a request deadline and a
+bound on idle connections (fer_stream/http/connections.py).
 """
 
 from __future__ import annotations
@@ -16,14 +18,22 @@ from fer_stream.daemon_state import DaemonState
 from fer_stream.evidence.store import SnapshotStore
 from fer_stream.http.access import Access
 from fer_stream.http.app import Console
+from fer_stream.http.connections import WaitingConnections
 from fer_stream.http.history import AlertHistory
 
 log = logging.getLogger(__name__)
 
 #: A normal listen backlog: with a small one, 20 concurrent clients already wait for retransmits.
 BACKLOG = 128
-#: Connections beyond this get 503 at once: a flood of idle clients cannot exhaust the process's files.
+#: Requests beyond this many open connections get 503 at once, so the process never runs out of files.
 MAX_CONNECTIONS = 512
+#: A connection must deliver its whole request within this long of opening or of its previous response.
+REQUEST_TIMEOUT_S = 10
+#: Connections waiting for their request, from one address and in all, before the longest-waiting is closed.
+#: Together with the wrong-token answers that may wait (access.MAX_WRONG_TOKENS_WAITING), well below
+#: MAX_CONNECTIONS: what no credential can hold leaves room for probes and operators.
+MAX_WAITING_PER_CLIENT = 32
+MAX_WAITING = 256
 #: Open streams are ended at shutdown; this bounds how long uvicorn waits for them.
 SHUTDOWN_GRACE_S = 2
 
@@ -34,9 +44,11 @@ class ConsoleServer:
     def __init__(self, sock: socket.socket, console: Console) -> None:
         self.sock = sock
         self.console = console
+        waiting = WaitingConnections(request_timeout_s=REQUEST_TIMEOUT_S, max_waiting=MAX_WAITING,
+                                     max_waiting_per_client=MAX_WAITING_PER_CLIENT)
         config = uvicorn.Config(
-            console.app(), log_level="warning", access_log=False, lifespan="off",
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_S, timeout_keep_alive=10, backlog=BACKLOG,
+            console.app(), http=waiting.protocol(), log_level="warning", access_log=False, lifespan="off",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S, timeout_keep_alive=REQUEST_TIMEOUT_S, backlog=BACKLOG,
             limit_concurrency=MAX_CONNECTIONS,
         )  # fmt: skip
         self._server = uvicorn.Server(config)

@@ -9,6 +9,7 @@ the queues it used are checked and freed, so its successor cannot deadlock.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import multiprocessing
@@ -31,7 +32,7 @@ from fer_stream.config.models import FerStreamConfig
 from fer_stream.config.shard import Shard
 from fer_stream.daemon_state import DaemonState
 from fer_stream.inference.worker import InferenceSpec
-from fer_stream.messages import AlertPictures, CameraStatus, ModelStatus
+from fer_stream.messages import AlertEvent, CameraStatus, ModelStatus
 from fer_stream.queues import BoundedQueue
 from fer_stream.supervisor.metrics_dir import LOCK as METRICS_LOCK
 from fer_stream.supervisor.metrics_dir import forget_dead_process
@@ -52,7 +53,6 @@ TICK_S = 0.2
 #: Longest the start waits for the model before starting the cameras.
 MODEL_WAIT_S = 60.0
 ALERTS_QUEUE_SIZE = 1024
-PICTURES_QUEUE_SIZE = 64
 STATUS_QUEUE_SIZE = 256
 #: How often expired alert pictures are removed.
 SNAPSHOT_SWEEP_S = 10.0
@@ -67,6 +67,8 @@ class Child:
     name: str
     make: Callable[[Any], BaseProcess]
     heartbeat: Any  # multiprocessing Value('d'): time.monotonic() of the child's last loop
+    #: Runs once the process started (it holds its ends of its queues from then on).
+    on_start: Callable[[], None] = lambda: None
     on_death: Callable[[], None] = lambda: None
     process: BaseProcess | None = None
     started_at: float = 0.0
@@ -112,8 +114,8 @@ class Daemon:
         self.results: dict[str, BoundedQueue] = {
             c: BoundedQueue(self.ctx, f"results-{c}", inference.result_queue_size) for c in self.cameras
         }
-        self.alerts: BoundedQueue = BoundedQueue(self.ctx, "alerts", ALERTS_QUEUE_SIZE)
-        self.pictures: BoundedQueue[AlertPictures] = BoundedQueue(self.ctx, "pictures", PICTURES_QUEUE_SIZE)
+        #: camera -> the alert queue of its running worker; each worker gets a new one, and is its only writer.
+        self.alerts: dict[str, BoundedQueue[AlertEvent]] = {}
         self.status: BoundedQueue[CameraStatus] = BoundedQueue(self.ctx, "status", STATUS_QUEUE_SIZE)
         self.ready: BoundedQueue[ModelStatus] = BoundedQueue(self.ctx, "ready", 4)
         self.views: BoundedQueue = BoundedQueue(self.ctx, "views", max(4, 2 * len(self.cameras)))
@@ -163,6 +165,7 @@ class Daemon:
             return
         for name in self.cameras:
             self._add(Child(camera_worker_name(name), self._camera_factory(name), self._heartbeat(),
+                            on_start=functools.partial(self._alerts_started, name),
                             on_death=self._camera_died_hook(name)))
 
     def _wait_for_model(self, timeout: float, stop: threading.Event) -> None:
@@ -189,6 +192,7 @@ class Daemon:
         child.heartbeat.value = time.monotonic()
         child.process = child.make(child.heartbeat)
         child.process.start()
+        child.on_start()
         child.started_at = time.monotonic()
         child.restart_at = None
         self.state.set_stalled(child.name, False)
@@ -213,11 +217,12 @@ class Daemon:
         from fer_stream.camera import worker
 
         settings = self.config.camera_settings(name)
-        queues = CameraQueues(self.requests, self.results[name], self.alerts, self.status, self.views, self.pictures)
         generation = itertools.count()
 
         def make(heartbeat: Any) -> BaseProcess:
             now = time.time()
+            alerts = self.alerts[name] = BoundedQueue(self.ctx, f"alerts-{name}", ALERTS_QUEUE_SIZE)
+            queues = CameraQueues(self.requests, self.results[name], alerts, self.status, self.views)
             spec = CameraSpec(
                 settings, tuple(self.card.labels), self.card.input_size, self.card.model_id, self.card.version,
                 self.config.alerts.enabled, self.log_level,
@@ -240,6 +245,10 @@ class Daemon:
         for q in (*self.results.values(), self.ready):
             self._repair(q, reader=True, writer=True)
 
+    def _alerts_started(self, camera: str) -> None:
+        """The camera's worker started: from now on it is the only writer of its alert queue."""
+        self.alerts[camera].reader_only()
+
     def _camera_died_hook(self, name: str) -> Callable[[], None]:
         def hook() -> None:
             dead = self.children[camera_worker_name(name)].process
@@ -248,9 +257,9 @@ class Daemon:
                     log.warning("camera %s died while working on a frame: gave its CPU slot back", name)
             self._repair(self.requests, reader=True, writer=False)
             self._repair(self.results[name], reader=True, writer=False)
-            for q in (self.alerts, self.status, self.views, self.pictures):
+            for q in (self.status, self.views):
                 self._repair(q, reader=True, writer=False)
-            self._pump()  # the alerts it sent before dying count first
+            self._retire_alerts(name)  # the alerts it sent before dying count first
             self._end_orphaned_episodes(name, "camera_stopped")
 
         return hook
@@ -301,7 +310,7 @@ class Daemon:
 
     def tick(self) -> None:
         sentinels = [c.process.sentinel for c in self.children.values() if c.process is not None and c.restart_at is None]
-        readers = [q._queue._reader for q in (self.status, self.ready, self.alerts, self.views, self.pictures)]  # type: ignore[attr-defined]
+        readers = [q._queue._reader for q in (self.status, self.ready, self.views, *self.alerts.values())]  # type: ignore[attr-defined]
         multiprocessing.connection.wait(sentinels + readers, timeout=TICK_S)
         self._pump()
         for q in self.queues():
@@ -323,7 +332,7 @@ class Daemon:
             CONSOLE_VIEWERS.labels(camera=camera).set(self.state.viewers.get(camera, 0))
 
     def queues(self) -> tuple[BoundedQueue, ...]:
-        return (self.requests, *self.results.values(), self.alerts, self.status, self.ready, self.views, self.pictures)
+        return (self.requests, *self.results.values(), *self.alerts.values(), self.status, self.ready, self.views)
 
     def _pump(self) -> None:
         for status in self.status.drain(STATUS_QUEUE_SIZE):
@@ -334,17 +343,31 @@ class Daemon:
                 self.state.set_model(model)
         for view in self.views.drain(64):
             self.state.update_view(view)
-        self._keep_pictures()  # before the alerts that refer to them
-        for alert in self.alerts.drain(ALERTS_QUEUE_SIZE):
-            self._forward(alert)
+        self._pump_alerts()
 
-    def _keep_pictures(self) -> None:
-        for pictures in self.pictures.drain(PICTURES_QUEUE_SIZE):
-            if self.snapshots is not None:
+    def _pump_alerts(self) -> None:
+        for alerts in list(self.alerts.values()):
+            self._take_alerts(alerts)
+
+    def _retire_alerts(self, camera: str) -> None:
+        """The camera's worker is gone: take what it sent, to the end of its queue (a half-written message is dropped)."""
+        alerts = self.alerts.pop(camera, None)
+        if alerts is None:
+            return
+        self._repair(alerts, reader=True, writer=False)
+        self._take_alerts(alerts)
+        alerts.close()
+
+    def _take_alerts(self, alerts: BoundedQueue[AlertEvent]) -> None:
+        """Keep each alert's pictures, then forward it: the console finds them when the alert arrives."""
+        for event in alerts.drain(ALERTS_QUEUE_SIZE):
+            pictures = event.pictures
+            if pictures is not None and self.snapshots is not None:
                 try:
                     self.snapshots.put(pictures)
                 except OSError as exc:
                     log.error("alert picture %s not kept: %s", pictures.name, exc)
+            self._forward(event.alert)
 
     def _check(self, child: Child, now: float) -> None:
         process = child.process
@@ -393,7 +416,7 @@ class Daemon:
 
     # --- stop ----------------------------------------------------------------
     def shutdown(self) -> None:
-        """Stop everything: SIGTERM to children, wait, SIGKILL stragglers, flush alerts, stop HTTP."""
+        """Stop everything: SIGTERM to children, take their last alerts, SIGKILL stragglers, flush alerts, stop HTTP."""
         if self._stopping:
             return
         self._stopping = True
@@ -401,14 +424,23 @@ class Daemon:
         for process in live:
             process.terminate()  # SIGTERM: children finish their step and leave
         deadline = time.monotonic() + STOP_GRACE_S
-        for process in live:
-            process.join(max(0.0, deadline - time.monotonic()))
+        # Cameras end their episodes as they leave; the end events and their pictures need a reader to get out.
+        while (running := [p for p in live if p.is_alive()]) and (left := deadline - time.monotonic()) > 0:
+            readers = [q._queue._reader for q in self.alerts.values()]  # type: ignore[attr-defined]
+            multiprocessing.connection.wait([p.sentinel for p in running] + readers, timeout=min(left, TICK_S))
+            self._pump_alerts()
+            for camera in [c for c in self.alerts if not self._running(camera_worker_name(c))]:
+                self._retire_alerts(camera)
         for process in live:
             if process.is_alive():
                 log.warning("%s did not stop within %.0f s; killing it", process.name, STOP_GRACE_S)
                 process.kill()
                 process.join(1.0)
-        self._pump_alerts_only()
+        for camera in list(self.alerts):
+            self._retire_alerts(camera)
+        for camera in self.cameras:
+            if self.open_episodes.get(camera):
+                self._end_orphaned_episodes(camera, "daemon_stopped")  # of cameras killed instead of stopping
         if self.publisher is not None:
             self.publisher.close(timeout=1.0)
         if self.http is not None:
@@ -416,11 +448,6 @@ class Daemon:
         for q in self.queues():
             q.close()
 
-    def _pump_alerts_only(self) -> None:
-        """At shutdown: forward the last alerts, and end episodes of cameras that were killed instead of stopping."""
-        self._keep_pictures()
-        for alert in self.alerts.drain(ALERTS_QUEUE_SIZE):
-            self._forward(alert)
-        for camera in self.cameras:
-            if self.open_episodes.get(camera):
-                self._end_orphaned_episodes(camera, "daemon_stopped")
+    def _running(self, worker: str) -> bool:
+        process = self.children[worker].process
+        return process is not None and process.is_alive()

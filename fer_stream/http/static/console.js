@@ -50,10 +50,11 @@ const pollStatus = () => poll("/status", showStatus);
 function showStatus(s) {
   const names = Object.keys(s.cameras);
   const up = names.filter(n => s.cameras[n].up).length;
+  const finished = names.filter(n => s.cameras[n].state === "finished").length;  // a file camera played its file
   const health = document.getElementById("health");
   health.replaceChildren();
   const part = (text, good) => health.append(el("span", {class: good ? "good" : "bad"}, text), " · ");
-  part(`cameras up ${up}/${names.length}`, up === names.length);
+  part(`cameras up ${up}/${names.length}` + (finished ? `, ${finished} finished` : ""), up + finished === names.length);
   part(s.model ? `model ${s.model.model_id} ${s.model.version} (${s.model.backend})` : "model loading", !!s.model);
   if (s.delivery) {
     part(s.delivery.redis_up ? "Redis up" : "Redis down", s.delivery.redis_up);
@@ -65,7 +66,8 @@ function showStatus(s) {
   for (const name of names) {
     const cam = s.cameras[name];
     const alerting = cam.tracks.some(t => t.alerting);
-    const text = `${cam.state}, ${cam.processed_fps} fps` + (cam.tracks.length ? `, ${cam.tracks.length} face(s)` : "");
+    const text = cam.up ? `${cam.state}, ${cam.processed_fps} fps` + (cam.tracks.length ? `, ${cam.tracks.length} face(s)` : "")
+                        : cam.state + (cam.reason ? `: ${cam.reason}` : "");
     for (const node of document.querySelectorAll(`[data-camera="${name}"] .camstate, #camstate`)) {
       if (node.id === "camstate" && config.camera !== name) continue;
       node.textContent = alerting ? text + ", ALERT" : text;
