@@ -6,10 +6,15 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the daemon and the tests use: Redis (alerts), GStreamer's RTSP
 # server (a real camera stream on loopback), Prometheus (dashboard check), docker-compose (checks the
-# compose stack's file; no container is run), Chromium (the console's browser test).
+# compose stack's file), Chromium (the console's browser test). The container test builds and runs
+# the image with no container registry: mmdebstrap makes its Debian base from Debian's packages,
+# podman and buildah build and run it, podman-compose brings up the compose stack; slirp4netns lets
+# a container reach the host's loopback (a Redis there), netavark and aardvark-dns give the stack's
+# network its service names, uidmap and fuse-overlayfs are what podman needs without root.
 DEB_PACKAGES := redis-server prometheus docker-compose chromium python3-gi gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools \
+	podman buildah mmdebstrap podman-compose slirp4netns netavark aardvark-dns uidmap fuse-overlayfs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test setup system-packages clean

@@ -42,6 +42,8 @@ class DaemonState:
     restarts: dict[str, int] = field(default_factory=dict)
     stalled: set[str] = field(default_factory=set)
     alerts_forwarded: int = 0
+    #: Episodes started (an episode's start, updates and end are several alert messages, one episode).
+    episodes_started: int = 0
     #: camera -> open live streams / monotonic time of the last single-JPEG request
     viewers: dict[str, int] = field(default_factory=dict)
     last_view_request: dict[str, float] = field(default_factory=dict)
@@ -52,6 +54,10 @@ class DaemonState:
     alert_listeners: list[Callable[[Alert], None]] = field(default_factory=list)
     #: Reports alert delivery (Redis up, outbox depth) for /status; None when alerts are off.
     delivery: Callable[[], dict[str, Any]] | None = None
+    #: Reports each camera's snooze, start cap and held-back starts for /status; None when alerts are off.
+    flood: Callable[[], dict[str, dict[str, Any]]] | None = None
+    #: camera -> emotion -> the enter threshold of its alert rules (the camera page draws it on the chart).
+    thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def set_model(self, model: ModelStatus | None) -> None:
@@ -93,6 +99,7 @@ class DaemonState:
         """An alert left the supervisor: count it, keep it for the console and tell its live listeners."""
         with self._lock:
             self.alerts_forwarded += 1
+            self.episodes_started += alert.event == "start"
             self.recent_alerts.append(alert)
             listeners = list(self.alert_listeners)
         for listener in listeners:
@@ -156,8 +163,9 @@ class DaemonState:
         now = time.monotonic()
         with self._lock:
             model, statuses = self.model, dict(self.statuses)
-            pids, restarts, alerts = dict(self.pids), dict(self.restarts), self.alerts_forwarded
+            pids, restarts, alerts, episodes = dict(self.pids), dict(self.restarts), self.alerts_forwarded, self.episodes_started
             stalled = sorted(self.stalled)
+        flood = {} if self.flood is None else self.flood()
         cameras = {}
         for name in self.cameras:
             status = statuses.get(name)
@@ -176,6 +184,7 @@ class DaemonState:
                     {"track_id": t.track_id, "box": list(t.box), "emotion": t.emotion, "score": round(t.score, 3), "alerting": t.alerting}
                     for t in (status.tracks if status else ())
                 ],
+                **({"flood": flood[name]} if name in flood else {}),
             }
         return {
             "uptime_s": round(now - self.started_at, 1),
@@ -185,5 +194,6 @@ class DaemonState:
             "restarts": restarts,
             "stalled": stalled,
             "alerts_forwarded": alerts,
+            "episodes_started": episodes,
             "delivery": None if self.delivery is None else self.delivery(),
         }

@@ -118,6 +118,16 @@ CONSOLE_FRAMES_ENCODED = Counter(
 )
 CONSOLE_VIEWERS = Gauge("fer_console_viewers", "Open live streams of a camera on the console", ["camera"], multiprocess_mode="max")
 
+# --- the review loop: verdicts and flood control ----------------------------------
+REVIEWS = Counter("fer_reviews_total", "Verdicts given on alert episodes (confirmed or dismissed)", ["camera", "verdict"])
+REVIEWS_PUBLISHED = Counter("fer_reviews_published_total", "Review events delivered to Redis")
+ALERTS_HELD_BACK = Counter(
+    "fer_alerts_held_back_total", "Episode starts not published: the camera was snoozed, or at its starts-per-hour cap",
+    ["camera", "reason"],
+)
+CAMERA_SNOOZED = Gauge("fer_camera_snoozed", "1 while an operator has snoozed the camera's alerts", ["camera"],
+                       multiprocess_mode="max")
+
 
 class SettledCollector(MultiProcessCollector):
     """Every process's samples, without the file of a child that is only now creating it.

@@ -1,7 +1,8 @@
 """Find faces in images and videos and print each face's most likely expressions.
 
-Faces are found with YuNet when an ONNX file is given (--detector-model), with
-OpenCV's bundled Haar cascade otherwise, then cropped, gated, preprocessed and
+Faces are found with YuNet (--detector-model, by default the shared data's
+model as the demo uses it), with OpenCV's bundled Haar cascade when there is
+none, then cropped, gated, preprocessed and
 classified by the camera pipeline the daemon runs. An image is a one-frame
 camera: each face is printed with its box. A video (told by its suffix: .mp4,
 .mov, .avi, .mkv, .webm, ...) is a camera fed every frame by the video's own
@@ -15,9 +16,11 @@ unreadable file is reported and skipped; the exit status is then 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,13 +29,20 @@ import cv2
 import numpy as np
 
 from fer_stream.alerts.config import AlertRules
-from fer_stream.config.models import CameraConfig, CameraSettings, DetectorSettings, FaceQualitySettings, TrackingSettings
+from fer_stream.config.models import (
+    CameraConfig,
+    CameraSettings,
+    DetectorSettings,
+    FaceQualitySettings,
+    TrackingSettings,
+)
 from fer_stream.faces import DetectorError, IouTracker, create_detector, draw_annotations
 from fer_stream.faces.detector import FaceDetector
 from fer_stream.faces.quality import QualityProblem
 from fer_stream.model_card import ModelCardError
 from fer_stream.pipeline import FacePipeline, build_pipeline
 from fer_stream.replay.video import Observation, Trace, VideoError, replay_video, video_fps
+from fer_stream.resources import SHARED_ENV, YUNET_FILE, shared_dir
 
 if TYPE_CHECKING:
     from fer_stream.inference.engine import Classifier
@@ -138,7 +148,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="images (jpg, png, ...) or videos (mp4, mov, avi, mkv, webm, ...)")
     parser.add_argument("--model", type=Path, help="exported .tflite/.keras with its card (default: the shipped model)")
     parser.add_argument("--backend", choices=("auto", "litert", "tensorflow"), default="auto")
-    parser.add_argument("--detector-model", type=Path, help="YuNet ONNX file; without it the Haar cascade is used")
+    parser.add_argument("--detector-model", type=Path, help="YuNet ONNX file (default: models/face_detection_yunet.onnx "
+                        "in the shared data, $FER_STREAM_SHARED or ../shared; the Haar cascade when it is not there)")
     parser.add_argument("--min-face-size", type=int, default=DetectorSettings.model_fields["min_face_size"].default)
     parser.add_argument(
         "--annotate-dir", type=Path, help="write an annotated copy of each file here (NAME.annotated.png; NAME.annotated.mp4 for a video)"
@@ -236,17 +247,23 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         print("--top must be at least 1", file=sys.stderr)
         return 2
+    yunet = args.detector_model or default_yunet()
     detector_settings = DetectorSettings(
-        backend="yunet" if args.detector_model else "haar",
-        model_path=args.detector_model.resolve() if args.detector_model else None,
+        backend="yunet" if yunet else "haar",
+        model_path=yunet.resolve() if yunet else None,
         min_face_size=args.min_face_size,
         detect_width=None,
     )
     quality = FaceQualitySettings(enabled=not args.no_quality_gate)
     video_settings = CameraSettings(camera=CameraConfig(name="predict", source=0), detector=detector_settings,
                                     tracking=TrackingSettings(), face_quality=quality, alert_rules=AlertRules())  # fmt: skip
+    if yunet is None:
+        print(f"no YuNet model at {shared_dir() / 'models' / YUNET_FILE}: faces are found with the Haar cascade (slower, "
+              f"and it splits faces into more tracks); pass --detector-model FILE or set {SHARED_ENV}=/path/to/shared",
+              file=sys.stderr)  # fmt: skip
     try:
-        detector = create_detector(detector_settings)
+        with _quiet(logging.getLogger("fer_stream.faces.detector")):  # its hint names a config key predict does not take
+            detector = create_detector(detector_settings)
         classifier = load_classifier(args.model, backend=args.backend)
     except (DetectorError, ModelCardError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -283,6 +300,22 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"detector": detector.name, "files": documents}, indent=2))
     return 1 if failures else 0
+
+
+def default_yunet() -> Path | None:
+    """The shared data's YuNet model, as the demo uses it; None when it is not there."""
+    path = shared_dir() / "models" / YUNET_FILE
+    return path if path.is_file() else None
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _ranked(probabilities: np.ndarray, labels: Sequence[str]) -> Emotions:

@@ -58,17 +58,21 @@ def report(header: str, problems: list[str]) -> None:
 
 def _access_problems(http: HttpSettings) -> list[str]:
     """The console shows everyone's face: beyond loopback it must not be open to whoever reaches the port."""
-    token = http.token()
-    if token is None and not http.loopback:
+    tokens = {http.token_env: http.token(), http.reviewer_token_env: http.reviewer_token(), http.viewer_token_env: http.viewer_token()}
+    given = {name: token for name, token in tokens.items() if token is not None}
+    if not given and not http.loopback:
         return [
             f"http.host: {http.host} lets other machines reach the console, which shows the faces of everyone on camera, "
             f"and no access token is set; set the environment variable {http.token_env} to a secret of at least "
             f"{MIN_TOKEN_LENGTH} characters (e.g. `openssl rand -hex 24`), or bind http.host: 127.0.0.1"
         ]
-    if token is not None and len(token) < MIN_TOKEN_LENGTH:
-        return [f"http.token_env: the token in {http.token_env} has {len(token)} characters; use at least {MIN_TOKEN_LENGTH} "
-                "(e.g. `openssl rand -hex 24`)"]
-    return []
+    key = {http.token_env: "http.token_env", http.reviewer_token_env: "http.reviewer_token_env",
+           http.viewer_token_env: "http.viewer_token_env"}  # fmt: skip
+    problems = [f"{key[name]}: the token in {name} has {len(token)} characters; use at least {MIN_TOKEN_LENGTH} "
+                "(e.g. `openssl rand -hex 24`)" for name, token in given.items() if len(token) < MIN_TOKEN_LENGTH]  # fmt: skip
+    if len(set(given.values())) < len(given):
+        problems.append(f"http: {', '.join(given)} hold the same token; each role needs its own, or a viewer could review")
+    return problems
 
 
 def _snapshot_problems(config: FerStreamConfig, config_path: Path | None) -> list[str]:
@@ -76,7 +80,7 @@ def _snapshot_problems(config: FerStreamConfig, config_path: Path | None) -> lis
     snapshots = config.alerts.snapshots
     if not (config.alerts.enabled and snapshots.enabled):
         return []
-    directory = snapshots.path(config_path)
+    directory = snapshots.path()
     existing = next(p for p in (directory, *directory.parents) if p.exists())  # the daemon creates the rest
     if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
         return []

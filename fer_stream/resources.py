@@ -6,6 +6,7 @@ A wheel installs them as data files under ``<prefix>/share/fer-stream/`` (``pypr
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,3 +20,13 @@ def shipped(name: str) -> Path:
     """The ``models`` or ``config`` directory: the checkout's when running from one, else the installed copy."""
     checkout = CHECKOUT / name
     return checkout if checkout.is_dir() else INSTALLED / name
+
+
+#: The environment variable that points at the shared data (demo videos, the YuNet face detector).
+SHARED_ENV = "FER_STREAM_SHARED"
+YUNET_FILE = "face_detection_yunet.onnx"
+
+
+def shared_dir() -> Path:
+    """The shared data folder: ``$FER_STREAM_SHARED``, else ``shared`` beside the checkout (as the demo config has it)."""
+    return Path(os.environ.get(SHARED_ENV) or CHECKOUT.parent / "shared")

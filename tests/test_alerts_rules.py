@@ -173,7 +173,7 @@ def test_forget_ends_an_open_episode_at_the_last_sighting():
 
 
 def test_forget_without_episode_is_silent():
-    rules = tracker()
+    rules = tracker(min_duration_s=5)
     feed(rules, 1, probs(angry=0.9), T0, 1)  # candidate only, never started
     assert rules.forget(1, T0 + 1) == []
 

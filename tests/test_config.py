@@ -301,3 +301,13 @@ def test_the_demo_config_needs_no_camera():
     config = load_config(REPO / "config" / "demo.yaml")
     assert config.cameras and all(c.kind == "file" and Path(c.source).is_file() for c in config.cameras)
     assert config.detector.model_path.is_file()
+
+
+def test_a_missing_shared_file_says_where_the_shared_data_was_looked_for(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_STREAM_SHARED", str(tmp_path / "nowhere"))
+    config = tmp_path / "demo.yaml"
+    config.write_text("cameras:\n  - name: door\n    source: ${FER_STREAM_SHARED:-../shared}/media/angry_man.mp4\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    assert "no such video file" in str(refused.value) and "FER_STREAM_SHARED=/path/to/shared" in str(refused.value)
+    assert str(tmp_path / "nowhere") in str(refused.value)

@@ -120,3 +120,20 @@ def test_frames_older_than_the_window_are_let_go() -> None:
     for i in range(100):
         recorder.remember(frame(0), T0 + i * 0.1, ())
     assert len(recorder._frames) <= 21
+
+
+def test_pictures_are_kept_and_served_whatever_the_config_file_is_called(tmp_path, monkeypatch) -> None:
+    """The default directory does not depend on the config's path, and a daemon serves what another one wrote there."""
+    from fer_stream.alerts.config import SnapshotSettings
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    directory = SnapshotSettings().path()
+    assert directory == tmp_path / "state" / "fer-stream" / "snapshots"
+    serving = SnapshotStore(directory, max_bytes=10_000, retention_s=3600)
+    other = SnapshotStore(directory, max_bytes=10_000, retention_s=3600)  # a renamed config, another shard
+    kept = pictures(100)
+    other.put(kept)
+    assert serving.path(f"{kept.name}.jpg") == directory / f"{kept.name}.jpg"
+    assert serving.path(f"{uuid.uuid4().hex}-start.jpg") is None
+    os.utime(directory / f"{kept.name}.jpg", (0, 0))
+    assert serving.path(f"{kept.name}.jpg") is None, "past the retention it is not served"

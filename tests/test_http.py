@@ -220,6 +220,17 @@ def test_metrics_and_unknown_pages(served, tmp_path) -> None:
     assert code == 404 and b"/metrics" in body
 
 
+def test_every_page_has_an_icon_and_the_chart_its_thresholds(served, guarded) -> None:
+    state, url = served
+    code, ctype, body = get(url + "/favicon.ico")
+    assert code == 200 and ctype == "image/svg+xml" and body.startswith(b"<svg")
+    assert b'rel="icon"' in get(url + "/")[2]
+    _, _, guarded_url = guarded
+    assert get(guarded_url + "/favicon.ico")[0] == 200, "the login form's icon needs no token"
+    state.thresholds["lobby"] = {"angry": 0.525, "fear": 0.35}
+    assert json.loads(get(url + "/api/cameras/lobby/scores")[2])["thresholds"] == {"angry": 0.525, "fear": 0.35}
+
+
 def test_busy_port_names_the_setting(served, tmp_path) -> None:
     state, url = served
     port = int(url.rsplit(":", 1)[1])
@@ -381,13 +392,14 @@ def test_protect_probes_closes_them_too(tmp_path) -> None:
 def test_session_cookies_expire_and_die_with_the_token() -> None:
     now = [1_790_000_000.0]
     access = Access(TOKEN, clock=lambda: now[0])
-    cookie = access.session_cookie()
-    assert access.cookie_valid(cookie)
-    assert not Access("another-token-0123456789", clock=lambda: now[0]).cookie_valid(cookie)
-    assert not access.cookie_valid(cookie.replace(".", ".0", 1)) and not access.cookie_valid("garbage")
+    cookie = access.session_cookie("admin")
+    assert access.cookie_role(cookie) == "admin"
+    assert Access("another-token-0123456789", clock=lambda: now[0]).cookie_role(cookie) is None
+    assert access.cookie_role(cookie.replace(".", ".0", 1)) is None and access.cookie_role("garbage") is None
+    assert access.cookie_role(cookie.replace(".admin.", ".reviewer.")) is None, "a cookie cannot be promoted"
     now[0] += 13 * 3600
-    assert not access.cookie_valid(cookie)
-    assert not access.session_valid({"cookie": "broken;;=="})
+    assert access.cookie_role(cookie) is None
+    assert access.session_role({"cookie": "broken;;=="}) is None
 
 
 def test_an_open_console_answers_only_to_its_own_names(served, guarded) -> None:
@@ -419,7 +431,7 @@ def test_a_huge_chunked_login_is_refused_before_it_is_read(guarded) -> None:
 
 @pytest.mark.parametrize("cookie", ['fer_session="\u00b2.x"', "fer_session=" + "9" * 5000 + ".x", "fer_session=9999999999.\u00e9"])
 def test_a_malformed_session_cookie_is_no_credential_and_no_crash(cookie) -> None:
-    assert not Access(TOKEN).session_valid({"cookie": cookie.encode().decode("unicode_escape")})
+    assert Access(TOKEN).session_role({"cookie": cookie.encode().decode("unicode_escape")}) is None
 
 
 def test_a_wrong_token_costs_its_address_a_second_and_a_flood_learns_no_more(guarded) -> None:

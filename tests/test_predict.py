@@ -49,11 +49,19 @@ def test_predict_finds_one_face_and_none_and_writes_annotated_copies(model, medi
     assert (out_dir / "no_faces.annotated.png").is_file()
 
 
-def test_predict_falls_back_to_haar_and_reports_unreadable_images(model, media_dir, tmp_path, capsys):
+def test_predict_finds_yunet_in_the_shared_data_by_default(model, media_dir, capsys):
+    assert main(["predict", str(media_dir / "one_face.jpg"), "--model", str(model)]) == 0
+    assert "1 face (yunet" in capsys.readouterr().out
+
+
+def test_predict_falls_back_to_haar_and_reports_unreadable_images(model, media_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FER_STREAM_SHARED", str(tmp_path / "no-shared-data-here"))
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     code = main(["predict", str(broken), str(media_dir / "one_face.jpg"), "--model", str(model), "--top", "7"])
     captured = capsys.readouterr()
+    assert "FER_STREAM_SHARED" in captured.err and "--detector-model" in captured.err
+    assert "detector.model_path" not in captured.err, "predict takes no config keys"
     assert code == 1, "an unreadable image makes the exit status non-zero"
     assert f"{broken}: cannot read this image" in captured.err
     assert "1 face (haar)" in captured.out, "the other images are still processed"

@@ -23,7 +23,8 @@ def test_summary_lists_every_camera_and_face() -> None:
     snapshot = {
         "uptime_s": 12.0,
         "model": {"model_id": "fer-mobilenet-a050-96", "version": "1", "backend": "litert"},
-        "alerts_forwarded": 1,
+        "alerts_forwarded": 6,
+        "episodes_started": 1,
         "cameras": {
             "angry": {"state": "up", "processed_fps": 9.8, "up": True,
                       "tracks": [{"track_id": 4, "emotion": "angry", "score": 0.81, "alerting": True, "box": [0, 0, 1, 1]}]},
@@ -31,7 +32,7 @@ def test_summary_lists_every_camera_and_face() -> None:
         },
     }
     text = format_summary(snapshot)
-    assert "fer-mobilenet-a050-96 (litert)" in text and "alerts: 1" in text
+    assert "fer-mobilenet-a050-96 (litert)" in text and "alerts: 1 episode (6 messages" in text, "episodes, not messages"
     assert "#4 angry 0.81 ALERT" in text
     assert "calm" in text and "down" in text and "no faces" in text
 

@@ -131,9 +131,10 @@ EnterScore = Annotated[float, Field(gt=0, le=1)]
 GENERIC_ENTER = 0.4
 GENERIC_RELEASE = 0.25
 #: Chosen by ``fer-stream calibrate`` on ../shared/data/realworld/clips (docs/alerts.md#defaults).
-DEFAULT_ENTER = {"angry": 0.525, "fear": 0.35}
-DEFAULT_RELEASE = {"angry": 0.328, "fear": 0.219}
-DEFAULT_MIN_TOP_SHARE = 0.0
+DEFAULT_ENTER = {"angry": 0.4, "fear": 0.125}
+DEFAULT_RELEASE = {"angry": 0.25, "fear": 0.078}
+DEFAULT_MIN_TOP_SHARE: dict[str, float] = {"angry": 0.7, "fear": 0.0}
+TopShare = Annotated[float, Field(ge=0, le=1)]
 ReleaseScore = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -176,13 +177,18 @@ class AlertRules(BaseModel):
     )
     min_duration_s: float = Field(0.5, ge=0, description="the smoothed score must stay >= enter_threshold this long")
     min_observations: int = Field(5, ge=1, description="classifications needed above enter_threshold before a start")
-    min_top_share: float = Field(
-        DEFAULT_MIN_TOP_SHARE, ge=0, le=1,
-        description="share of those classifications whose own top class must be the emotion (consensus; 0 = off)",
+    min_top_share: TopShare | dict[str, TopShare] = Field(
+        default_factory=lambda: dict(DEFAULT_MIN_TOP_SHARE),
+        description="share of those classifications whose own top class must be the emotion (consensus; 0 = off): "
+        "one number, or one per emotion (0 for an emotion the map leaves out)",
     )
     cooldown_s: float = Field(60.0, ge=0, description="after an episode, no new start for the same camera, track, emotion")
     update_every_s: float = Field(
         10.0, ge=0, description="while an episode lasts, an update event this often (seconds of frame time); 0 = none"
+    )
+    max_starts_per_hour: int | None = Field(
+        None, ge=1, description="at most this many episode starts of a camera are published in any hour; the rest are "
+        "held back and counted (null = no cap)",
     )
 
     @field_validator("watched")
@@ -190,7 +196,7 @@ class AlertRules(BaseModel):
     def _watched_names(cls, watched: list[str]) -> list[str]:
         return _normalised_emotions(watched)
 
-    @field_validator("enter_threshold", "release_threshold", mode="before")
+    @field_validator("enter_threshold", "release_threshold", "min_top_share", mode="before")
     @classmethod
     def _emotion_keys(cls, value: Any) -> Any:
         return _per_emotion(value)
@@ -209,6 +215,10 @@ class AlertRules(BaseModel):
     def enter_for(self, emotion: str) -> float:
         threshold = self.enter_threshold
         return threshold.get(emotion, GENERIC_ENTER) if isinstance(threshold, dict) else threshold
+
+    def top_share_for(self, emotion: str) -> float:
+        share = self.min_top_share
+        return share.get(emotion, 0.0) if isinstance(share, dict) else share
 
     def release_for(self, emotion: str) -> float:
         threshold = self.release_threshold
@@ -243,7 +253,8 @@ class SnapshotSettings(BaseModel):
 
     enabled: bool = Field(True, description="false = keep no pictures at all (alerts carry snapshot: null)")
     directory: Path | None = Field(
-        None, description="null = the state directory (as for the outbox), folder snapshots-<hash of the config file's path>"
+        None, description="null = the state directory (as for the outbox), folder snapshots: the same for every config "
+        "file, so a renamed or copied config serves the pictures kept before"
     )
     max_mb: float = Field(200.0, gt=0, description="the pictures never take more than this; the oldest go first")
     retention_h: float = Field(72.0, gt=0, description="pictures older than this are removed and no longer served")
@@ -253,8 +264,27 @@ class SnapshotSettings(BaseModel):
     def _anchor(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         return _anchored(path, info)
 
-    def path(self, config_file: Path | None) -> Path:
-        return self.directory or state_directory() / f"snapshots-{_config_key(config_file)}"
+    def path(self) -> Path:
+        return self.directory or state_directory() / "snapshots"
+
+
+class ReviewSettings(BaseModel):
+    """The ``alerts.reviews:`` section: operators' verdicts on episodes, kept on disk and published to Redis."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str = Field("fer:reviews", min_length=1, description="pub/sub channel of review events")
+    stream: str = Field("fer:reviews:log", min_length=1, description="capped Redis Stream of review events")
+    stream_maxlen: int = Field(100_000, ge=1, description="approximate cap of the review stream (XADD MAXLEN ~)")
+    path: Path | None = Field(
+        None, description="the review file (SQLite); null = reviews.sqlite3 beside the outbox journal, shared by "
+        "every config file of the host",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _anchor(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return _anchored(path, info)
 
 
 class AlertsConfig(BaseModel):
@@ -279,6 +309,7 @@ class AlertsConfig(BaseModel):
     )
     rules: AlertRules = Field(default_factory=AlertRules)
     snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings)
+    reviews: ReviewSettings = Field(default_factory=ReviewSettings)
 
     @field_validator("outbox_path")
     @classmethod
@@ -292,3 +323,9 @@ class AlertsConfig(BaseModel):
         if self.outbox_path is not None:
             return self.outbox_path
         return state_directory() / f"outbox-{_config_key(config_file)}.sqlite3"
+
+    def reviews_path(self) -> Path:
+        """The review file: set, or beside the outbox journal (its configured directory, else the state directory)."""
+        if self.reviews.path is not None:
+            return self.reviews.path
+        return (self.outbox_path.parent if self.outbox_path is not None else state_directory()) / "reviews.sqlite3"

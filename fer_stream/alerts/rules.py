@@ -92,7 +92,8 @@ class AlertTracker:
     ) -> None:
         """``camera_cooldowns``: emotion -> epoch second before which no face of this camera may start an
         episode of it (a restarted camera worker inherits the cooldown of the episodes its predecessor left open)."""
-        named = [*rules.watched, *(key for t in (rules.enter_threshold, rules.release_threshold) if isinstance(t, dict) for key in t)]
+        named = [*rules.watched, *(key for t in (rules.enter_threshold, rules.release_threshold, rules.min_top_share)
+                                   if isinstance(t, dict) for key in t)]
         unknown = sorted({name for name in named if name not in labels})
         if unknown:
             raise ValueError(
@@ -105,6 +106,7 @@ class AlertTracker:
         self._watched = [self.labels.index(name) for name in rules.watched]
         self._enter = {self.labels.index(name): rules.enter_for(name) for name in rules.watched}
         self._release = {self.labels.index(name): rules.release_for(name) for name in rules.watched}
+        self._top_share = {self.labels.index(name): rules.top_share_for(name) for name in rules.watched}
         self._model = ModelRef(id=model_id, version=model_version)
         self._host = host or socket.gethostname()
         self._shard = shard
@@ -204,7 +206,7 @@ class AlertTracker:
             run = track.runs[index] = _Run(since=t)
         run.add(score, on_top)
         sustained = (t - run.since >= rules.min_duration_s and run.n >= rules.min_observations
-                     and run.on_top >= rules.min_top_share * run.n)
+                     and run.on_top >= self._top_share[index] * run.n)
         cooling = max(self._cooldown_until.get((track_id, index), -math.inf), self._camera_cooldown.get(index, -math.inf))
         if sustained and t >= cooling:
             run.started, run.episode_id, run.reported_at = True, uuid.uuid4().hex, t

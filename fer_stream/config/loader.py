@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from fer_stream.alerts.config import REDIS_URL_ENV
 from fer_stream.config.models import FerStreamConfig
 from fer_stream.redaction import mask_secrets, url_secrets
+from fer_stream.resources import SHARED_ENV
 
 Loc = tuple[str | int, ...]
 
@@ -104,7 +105,19 @@ def parse_config(text: str, *, name: str = "<config>", base_dir: Path | None = N
         secrets = [secret for url in (*_strings(data), os.environ.get(REDIS_URL_ENV, "")) for secret in url_secrets(url)]
         located = sorted(((_line_of(tuple(err["loc"]), lines), mask_secrets(_describe(err), secrets)) for err in exc.errors()),
                          key=lambda p: p[0])  # fmt: skip
-        raise ConfigError([f"{name}:{line}: {what}" for line, what in located]) from None
+        hint = _shared_hint(text, [line for line, _ in located])
+        raise ConfigError([f"{name}:{line}: {what}" for line, what in located] + hint) from None
+
+
+def _shared_hint(text: str, lines: list[int]) -> list[str]:
+    """A bad value written with ${FER_STREAM_SHARED...} is most often the shared folder missing: say where it was looked for."""
+    rows = text.splitlines()
+    if not any(0 < line <= len(rows) and "${" + SHARED_ENV in rows[line - 1] for line in lines):
+        return []
+    value = os.environ.get(SHARED_ENV)
+    now = f"it is {value!r}" if value else "it is unset, so the default in the file applies"
+    return [f"(these paths are under ${SHARED_ENV}, the shared data folder; {now}: put the shared folder there, or set "
+            f"{SHARED_ENV}=/path/to/shared, which holds media/ and models/)"]
 
 
 def _strings(value: Any) -> Iterator[str]:

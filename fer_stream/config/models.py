@@ -182,11 +182,18 @@ class HttpSettings(_Section):
         description=f"environment variable holding the console's access token (at least {MIN_TOKEN_LENGTH} characters); "
         "required when host is not loopback, and enforced whenever it is set",
     )
+    reviewer_token_env: str = Field(
+        "FER_STREAM_REVIEWER_TOKEN",
+        description="environment variable holding a reviewer's token: watch, read, review episodes and snooze cameras",
+    )
+    viewer_token_env: str = Field(
+        "FER_STREAM_VIEWER_TOKEN", description="environment variable holding a viewer's token: watch and read only"
+    )
     protect_probes: bool = Field(
         False, description="also require the token for /healthz, /readyz and /metrics (probes and scrapes then need it)"
     )
 
-    @field_validator("token_env")
+    @field_validator("token_env", "reviewer_token_env", "viewer_token_env")
     @classmethod
     def _env_name(cls, name: str) -> str:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -206,6 +213,12 @@ class HttpSettings(_Section):
     def token(self) -> str | None:
         """The access token from the environment (read at start; never logged or shown)."""
         return os.environ.get(self.token_env) or None
+
+    def reviewer_token(self) -> str | None:
+        return os.environ.get(self.reviewer_token_env) or None
+
+    def viewer_token(self) -> str | None:
+        return os.environ.get(self.viewer_token_env) or None
 
 
 class ConsoleSettings(_Section):

@@ -1,7 +1,9 @@
 """Where alert pictures are kept: one directory, a size cap and a retention time.
 
-The supervisor is the only writer, so the cap holds exactly: before a picture
-is written, the oldest are removed until it fits. Expired pictures are removed
+The supervisor is the directory's only writer, so the cap holds exactly: before
+a picture is written, the oldest are removed until it fits. (Daemons of one
+host with different config files share the default directory; each serves every
+picture in it, and keeps the cap for the pictures it wrote.) Expired pictures are removed
 by :meth:`SnapshotStore.sweep` (the supervisor calls it every few seconds) and
 are never served, swept or not. Files are written under a temporary name and
 renamed, so a reader never sees half a JPEG.
@@ -90,12 +92,21 @@ class SnapshotStore:
             self._m_stored.inc()
 
     def path(self, name: str) -> Path | None:
-        """The file of a snapshot name, None when the name is not one, the picture expired or was removed."""
+        """The file of a snapshot name, None when the name is not one, the picture expired or was removed.
+
+        A picture another daemon wrote into the same directory (another config file or shard of the host) is
+        served too, while it is younger than the retention.
+        """
         if not FILE_NAME.fullmatch(name):
             return None
         with self._lock:
             kept = self._files.get(name)
-        if kept is None or self._clock() - kept[0] > self.retention_s:
+        if kept is None:
+            try:
+                kept = (os.stat(self.directory / name).st_mtime, 0)
+            except OSError:
+                return None
+        if self._clock() - kept[0] > self.retention_s:
             return None
         return self.directory / name
 

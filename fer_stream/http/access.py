@@ -1,9 +1,15 @@
-"""Who may use the console: one access token from the environment, or the session cookie its login form sets.
+"""Who may use the console, and what they may do: access tokens from the environment, or the session cookie
+the login form sets.
 
-A pure ASGI middleware in front of every route, streams included, so no route
-can forget the check. The cookie holds no token: it is an expiry time and an
-HMAC of it keyed by the token, so changing the token ends every session, and a
-stolen cookie stops working after ``SESSION_S``.
+Three tokens, each from its own variable: the console's token (role ``admin``:
+everything), a reviewer's (``reviewer``: watch, read, review, snooze) and a
+viewer's (``viewer``: watch and read only). An open console on loopback has no
+token and gives everyone the role ``local``, which may do everything. A pure
+ASGI middleware in front of every route, streams included, so no route can
+forget the check; it puts the role in the request's scope (``ROLE_KEY``) for
+the routes that need a permission. The cookie holds no token: it is an expiry
+time, the role and an HMAC of both keyed by that role's token, so changing a
+token ends its sessions, and a stolen cookie stops working after ``SESSION_S``.
 
 A wrong token (a bearer token or the login form's) costs its sender a second:
 see :class:`WrongTokens`.
@@ -18,17 +24,28 @@ import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import CookieError, SimpleCookie
-from typing import Any
+from typing import Any, Literal
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+Role = Literal["viewer", "reviewer", "admin", "local"]
+#: What each role may do: watch (pages, video, alerts, pictures, read APIs), review (verdicts), snooze (cameras).
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"watch"}),
+    "reviewer": frozenset({"watch", "review", "snooze"}),
+    "admin": frozenset({"watch", "review", "snooze"}),
+    "local": frozenset({"watch", "review", "snooze"}),
+}
+#: Where the middleware leaves the request's role in the ASGI scope.
+ROLE_KEY = "fer_stream.role"
+
 COOKIE = "fer_session"
 SESSION_S = 12 * 3600
 #: Paths anyone may request: the login form itself and what it needs.
-LOGIN_PATHS = ("/login", "/static/console.css")
+LOGIN_PATHS = ("/login", "/static/console.css", "/favicon.ico", "/static/favicon.svg")
 #: Probe and scrape paths, open unless http.protect_probes.
 PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
 #: How long the answer to a wrong token waits.
@@ -70,13 +87,16 @@ class WrongTokens:
 
 
 class Access:
-    """The token check. ``token`` None means the console is open (loopback only: preflight refuses otherwise)."""
+    """The token check. No token at all means the console is open (loopback only: preflight refuses otherwise)."""
 
     def __init__(
-        self, token: str | None, *, protect_probes: bool = False, host: str = "127.0.0.1", clock: Callable[[], float] = time.time
-    ) -> None:
-        """``host``: the address the server is bound to, one of the names an open console answers to."""
-        self._token = token
+        self, token: str | None, *, reviewer_token: str | None = None, viewer_token: str | None = None,
+        protect_probes: bool = False, host: str = "127.0.0.1", clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
+        """``token``: the console's (admin) token; ``host``: the address the server is bound to, one of the names
+        an open console answers to."""
+        given: tuple[tuple[Role, str | None], ...] = (("admin", token), ("reviewer", reviewer_token), ("viewer", viewer_token))
+        self._tokens: dict[Role, str] = {role: value for role, value in given if value}
         self.protect_probes = protect_probes
         self._clock = clock
         self.open_hosts = {"localhost", "127.0.0.1", "::1", host.strip("[]").lower()}
@@ -85,44 +105,62 @@ class Access:
     def host_allowed(self, host_header: str) -> bool:
         """An open console answers only to its own names: a web page whose name was rebound to 127.0.0.1
         (DNS rebinding) must not read it. With a token this does not matter, and proxies may use any name."""
-        if self._token is not None:
+        if self.required:
             return True
         name = host_header.rsplit(":", 1)[0] if not host_header.startswith("[") else host_header[1:].split("]", 1)[0]
         return name.lower() in self.open_hosts
 
     @property
     def required(self) -> bool:
-        return self._token is not None
+        return bool(self._tokens)
 
     def is_open(self, path: str) -> bool:
         return path in LOGIN_PATHS or (path in PROBE_PATHS and not self.protect_probes)
 
-    def token_matches(self, candidate: str) -> bool:
-        return self._token is not None and hmac.compare_digest(candidate.encode(), self._token.encode())
+    def role_of(self, candidate: str) -> Role | None:
+        """The role whose token this is (every token is compared, in constant time), None for none."""
+        found = None
+        for role, token in self._tokens.items():
+            if hmac.compare_digest(candidate.encode(), token.encode()):
+                found = role
+        return found
 
-    def session_cookie(self) -> str:
-        """A cookie value valid for SESSION_S."""
+    def session_cookie(self, role: Role) -> str:
+        """A cookie value for ``role``, valid for SESSION_S."""
         expires = int(self._clock()) + SESSION_S
-        return f"{expires}.{self._sign(expires)}"
+        return f"{expires}.{role}.{self._sign(expires, role)}"
 
-    def cookie_valid(self, value: str) -> bool:
-        expires, _, signature = value.partition(".")
-        if not re.fullmatch(r"[0-9]{1,12}", expires) or int(expires) < self._clock():
-            return False
-        return hmac.compare_digest(signature.encode("utf-8", "replace"), self._sign(int(expires)).encode())
+    def cookie_role(self, value: str) -> Role | None:
+        """The role a cookie value carries, None when it is forged, expired or its token changed."""
+        expires, _, rest = value.partition(".")
+        claimed, _, signature = rest.partition(".")
+        role = next((known for known in self._tokens if known == claimed), None)
+        if role is None or not re.fullmatch(r"[0-9]{1,12}", expires) or int(expires) < self._clock():
+            return None
+        if not hmac.compare_digest(signature.encode("utf-8", "replace"), self._sign(int(expires), role).encode()):
+            return None
+        return role
 
-    def session_valid(self, headers: dict[str, str]) -> bool:
-        """Whether these (lower-cased) headers carry a valid session cookie."""
+    def session_role(self, headers: dict[str, str]) -> Role | None:
+        """The role of the session cookie these (lower-cased) headers carry, if valid."""
         cookie = SimpleCookie()
         try:
             cookie.load(headers.get("cookie", ""))
         except CookieError:  # a malformed Cookie header is no credential
-            return False
-        return COOKIE in cookie and self.cookie_valid(cookie[COOKIE].value)
+            return None
+        return self.cookie_role(cookie[COOKIE].value) if COOKIE in cookie else None
 
-    def _sign(self, expires: int) -> str:
-        assert self._token is not None
-        return hmac.new(self._token.encode(), f"session:{expires}".encode(), hashlib.sha256).hexdigest()
+    def _sign(self, expires: int, role: Role) -> str:
+        return hmac.new(self._tokens[role].encode(), f"session:{role}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def role_of(scope: Scope) -> Role:
+    """The role the middleware found for this request."""
+    return scope.get(ROLE_KEY, "viewer")
+
+
+def may(scope: Scope, permission: str) -> bool:
+    return permission in PERMISSIONS[role_of(scope)]
 
 
 class RequireToken:
@@ -144,7 +182,13 @@ class RequireToken:
         if not self.access.host_allowed(headers.get("host", "")):
             await _respond(send, 421, b'{"error": "this console answers only to its own address"}', b"application/json")
             return
-        if not self.access.required or self.access.is_open(scope["path"]) or self.access.session_valid(headers):
+        if not self.access.required:
+            scope[ROLE_KEY] = "local"
+            await self.app(scope, receive, send)
+            return
+        role = self.access.session_role(headers)
+        if role is not None or self.access.is_open(scope["path"]):
+            scope[ROLE_KEY] = role or "viewer"  # an open path shows nobody more than a viewer may see
             await self.app(scope, receive, send)
             return
         scheme, _, bearer = headers.get("authorization", "").partition(" ")
@@ -154,7 +198,9 @@ class RequireToken:
             if not wrong_tokens.may_try(address):
                 await _respond(send, 429, TOO_MANY_WRONG_TOKENS, b"application/json", [(b"retry-after", b"1")])
                 return
-            if self.access.token_matches(bearer.strip()):
+            role = self.access.role_of(bearer.strip())
+            if role is not None:
+                scope[ROLE_KEY] = role
                 await self.app(scope, receive, send)
                 return
             await wrong_tokens.answer_later(address)

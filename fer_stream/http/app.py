@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
+import time
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -26,18 +29,24 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from fer_stream.alerts.message import Alert
+from fer_stream.alerts.message import Alert, utc_from_epoch
 from fer_stream.daemon_state import DaemonState
 from fer_stream.evidence.store import SnapshotStore
 from fer_stream.http import pages
-from fer_stream.http.access import COOKIE, SESSION_S, Access, RequireToken, client_address
-from fer_stream.http.history import MAX_PAGE, AlertHistory, HistoryUnavailableError
+from fer_stream.http.access import COOKIE, PERMISSIONS, SESSION_S, Access, RequireToken, client_address, may, role_of
+from fer_stream.http.history import MAX_PAGE, AlertFilter, AlertHistory, HistoryUnavailableError
 from fer_stream.metrics import SettledCollector
+from fer_stream.reviews.flood import FloodControl
+from fer_stream.reviews.message import MAX_NAME, Review, Reviewer
+from fer_stream.reviews.store import EpisodeRef, ReviewStore
 
 #: How often a live stream looks for a newer frame, and an idle event stream sends a keep-alive comment.
 FRAME_POLL_S = 0.05
 KEEPALIVE_S = 15.0
 MAX_LOGIN_BYTES = 4096
+MAX_API_BYTES = 4096
+#: The longest snooze the console offers or accepts.
+MAX_SNOOZE_MIN = 24 * 60
 MJPEG_BOUNDARY = "fer-frame"
 
 
@@ -47,12 +56,18 @@ class Console:
     def __init__(
         self, state: DaemonState, *, metrics_dir: str, metrics_lock: threading.Lock, access: Access,
         snapshots: SnapshotStore | None = None, history: AlertHistory | None = None,
+        reviews: ReviewStore | None = None, flood: FloodControl | None = None, on_review: Callable[[], None] = lambda: None,
     ) -> None:  # fmt: skip
+        """``reviews``: where verdicts are kept (None: reviewing is off); ``flood``: camera snoozes (None: off);
+        ``on_review``: called after a verdict was kept (the review publisher delivers it)."""
         self.state = state
         self.metrics_lock = metrics_lock
         self.access = access
         self.snapshots = snapshots
         self.history = history
+        self.reviews = reviews
+        self.flood = flood
+        self.on_review = on_review
         self.registry = CollectorRegistry()
         SettledCollector(self.registry, path=metrics_dir)
         self.closing = threading.Event()
@@ -77,6 +92,9 @@ class Console:
             Route("/api/alerts", self.alert_history),
             Route("/api/alerts/live", self.alert_events),
             Route("/api/cameras/{name}/scores", self.camera_scores),
+            Route("/api/episodes/{episode_id}/review", self.review, methods=["POST"]),
+            Route("/api/cameras/{name}/snooze", self.snooze, methods=["POST"]),
+            Route("/favicon.ico", self.favicon),
             Route("/snapshots/{file}", self.snapshot),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ]
@@ -105,13 +123,23 @@ class Console:
 
     # --- pages ---------------------------------------------------------------------
     async def index(self, request: Request) -> Response:
-        return _page(pages.index(self.state.cameras, logout=self.access.required))
+        return _page(pages.index(self.state.cameras, logout=self.access.required, role=role_of(request.scope),
+                                 can=self._can(request)))
 
     async def camera_page(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in self.state.cameras:
             return _not_found(f"no camera named {name!r}")
-        return _page(pages.camera(name, logout=self.access.required))
+        return _page(pages.camera(name, logout=self.access.required, role=role_of(request.scope), can=self._can(request)))
+
+    def _can(self, request: Request) -> list[str]:
+        """What the page may offer this role: only what the API would also accept."""
+        allowed = PERMISSIONS[role_of(request.scope)]
+        return sorted(p for p in allowed if (p != "review" or self.reviews is not None) and (p != "snooze" or self.flood is not None))
+
+    async def favicon(self, request: Request) -> Response:
+        static = resources.files("fer_stream.http").joinpath("static", "favicon.svg")
+        return Response(static.read_bytes(), media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
     async def login_form(self, request: Request) -> Response:
         return _page(pages.login(request.query_params.get("next", "/")))
@@ -129,11 +157,12 @@ class Console:
         address, wrong_tokens = client_address(request.scope), self.access.wrong_tokens  # a wrong token costs a second
         if not wrong_tokens.may_try(address):
             return _page(pages.login(target, failed="busy"), status_code=429)
-        if not self.access.token_matches(token):
+        role = self.access.role_of(token)
+        if role is None:
             await wrong_tokens.answer_later(address)
             return _page(pages.login(target, failed="wrong"), status_code=401)
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(COOKIE, self.access.session_cookie(), max_age=SESSION_S, httponly=True, samesite="strict",
+        response.set_cookie(COOKIE, self.access.session_cookie(role), max_age=SESSION_S, httponly=True, samesite="strict",
                             secure=request.url.scheme == "https")
         return response
 
@@ -185,11 +214,15 @@ class Console:
 
     def _fan_out(self, data: str) -> None:
         """On the event loop, the only thread that touches the listeners."""
+        self._fan_out_event("alert", data)
+
+    def _fan_out_event(self, event: str, data: str) -> None:
         for queue in self._listeners:
-            _offer(queue, data)
+            _offer(queue, f"event: {event}\ndata: {data}\n\n")
 
     async def alert_events(self, request: Request) -> Response:
-        """Server-sent events: every alert as it leaves the supervisor (the browser's EventSource reconnects)."""
+        """Server-sent events: every alert as it leaves the supervisor, and every verdict given here (the browser's
+        EventSource reconnects)."""
         self._loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
 
@@ -208,22 +241,26 @@ class Console:
                             yield ": keep-alive\n\n"
                         continue
                     idle = 0.0
-                    yield f"event: alert\ndata: {data}\n\n"
+                    yield data
             finally:
                 self._listeners.discard(queue)
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
     async def alert_history(self, request: Request) -> Response:
-        """A page of past alert events: from the Redis stream, or (alerts not published, Redis away) the recent ones here."""
+        """A page of past alert events, each with its episode's verdict: from the Redis stream, or (alerts not
+        published, Redis away) the recent ones here. Filters: camera, emotion, review, since, until."""
         try:
             limit = int(request.query_params.get("limit", "50"))
-        except ValueError:
-            return JSONResponse({"error": "limit must be a whole number"}, status_code=400)
+            where = AlertFilter.from_query(request.query_params)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc) if "limit" not in str(exc) else "limit must be a whole number"},
+                                status_code=400)  # fmt: skip
         before = request.query_params.get("before")
+        verdicts = self._verdicts
         if self.history is not None:
             try:
-                page = await run_in_threadpool(self.history.page, before=before, limit=limit)
+                page = await run_in_threadpool(self.history.page, before=before, limit=limit, where=where, verdicts=verdicts)
                 return JSONResponse({**page, "source": "redis"})
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
@@ -234,8 +271,78 @@ class Console:
         if before is not None:
             return JSONResponse({"events": [], "next": None, "source": "memory", "reason": reason})
         limit = max(1, min(limit, MAX_PAGE))
-        recent = [{"id": None, "alert": json.loads(a.to_json())} for a in reversed(self.state.alerts())][:limit]
-        return JSONResponse({"events": recent, "next": None, "source": "memory", "reason": reason})
+        recent = list(reversed(self.state.alerts()))
+        known = await run_in_threadpool(verdicts, [a.episode_id for a in recent])
+        events = [{"id": None, "alert": json.loads(a.to_json()), "review": _review_json(known.get(a.episode_id))}
+                  for a in recent if where.matches(a, known.get(a.episode_id))][:limit]  # fmt: skip
+        return JSONResponse({"events": events, "next": None, "source": "memory", "reason": reason})
+
+    def _verdicts(self, episode_ids: list[str]) -> dict[str, Review]:
+        return {} if self.reviews is None else self.reviews.verdicts(episode_ids)
+
+    async def review(self, request: Request) -> Response:
+        """A reviewer confirms or dismisses an episode: kept on disk before the answer, then published."""
+        if self.reviews is None:
+            return JSONResponse({"error": "reviews are off on this daemon"}, status_code=404)
+        if not may(request.scope, "review"):
+            return _forbidden("review")
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        verdict, reason, name = body.get("verdict"), body.get("reason"), body.get("name")
+        if verdict not in ("confirmed", "dismissed"):
+            return JSONResponse({"error": "verdict must be confirmed or dismissed"}, status_code=400)
+        episode_id = request.path_params["episode_id"]
+        episode = await run_in_threadpool(self._episode, episode_id)
+        if episode is None:
+            return _not_found(f"no episode {episode_id!r} here or in the alert stream")
+        try:
+            review = Review(
+                episode_id=episode.episode_id, camera=episode.camera, emotion=episode.emotion, started_at=episode.started_at,
+                verdict=verdict, reason=reason, reviewer=Reviewer(role=role_of(request.scope), name=_name(name)),
+                reviewed_at=utc_from_epoch(time.time()), host=socket.gethostname(),
+            )  # fmt: skip
+        except ValueError as exc:
+            return JSONResponse({"error": f"not a review: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}"},
+                                status_code=400)  # fmt: skip
+        await run_in_threadpool(self.reviews.add, review)
+        self.on_review()
+        self._fan_out_event("review", review.to_json())
+        return JSONResponse(json.loads(review.to_json()))
+
+    def _episode(self, episode_id: str) -> EpisodeRef | None:
+        """The episode a review names: seen starting here, recent in memory, or found in the alert stream."""
+        assert self.reviews is not None
+        known = self.reviews.episode(episode_id)
+        if known is not None:
+            return known
+        alert = next((a for a in self.state.alerts() if a.episode_id == episode_id), None)
+        if alert is None and self.history is not None:
+            try:
+                alert = self.history.find(episode_id)
+            except (ValueError, HistoryUnavailableError):
+                return None
+        return None if alert is None else EpisodeRef(alert.episode_id, alert.camera, alert.emotion, alert.started_at)
+
+    async def snooze(self, request: Request) -> Response:
+        """Snooze a camera's new alerts for ``minutes`` (0 ends the snooze)."""
+        name = request.path_params["name"]
+        if name not in self.state.cameras:
+            return _not_found(f"no camera named {name!r}")
+        if self.flood is None:
+            return JSONResponse({"error": "alerts are off on this daemon: nothing to snooze"}, status_code=404)
+        if not may(request.scope, "snooze"):
+            return _forbidden("snooze")
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        minutes = body.get("minutes")
+        if isinstance(minutes, bool) or not isinstance(minutes, int | float) or not 0 <= minutes <= MAX_SNOOZE_MIN:
+            return JSONResponse({"error": f"minutes must be a number from 0 (end the snooze) to {MAX_SNOOZE_MIN}"},
+                                status_code=400)  # fmt: skip
+        by = role_of(request.scope) + (f" ({who})" if (who := _name(body.get("name"))) else "")
+        until = await run_in_threadpool(self.flood.snooze, name, float(minutes) * 60, by)
+        return JSONResponse({"camera": name, "snoozed_until": until if minutes > 0 else None, "by": by})
 
     async def camera_scores(self, request: Request) -> Response:
         """The smoothed scores of each track of the last minute, for the camera page's chart."""
@@ -246,7 +353,8 @@ class Console:
         for t, track_id, scores in self.state.score_history(name):
             tracks.setdefault(str(track_id), []).append([round(t, 2), [round(s, 3) for s in scores]])
         model = self.state.model
-        return JSONResponse({"labels": list(model.labels) if model else [], "tracks": tracks})
+        return JSONResponse({"labels": list(model.labels) if model else [], "tracks": tracks,
+                             "thresholds": self.state.thresholds.get(name, {})})
 
     async def snapshot(self, request: Request) -> Response:
         name = request.path_params["file"]
@@ -283,6 +391,36 @@ def _offer(queue: asyncio.Queue[str], data: str) -> None:
 
 def _not_found(why: str) -> Response:
     return JSONResponse({"error": why}, status_code=404)
+
+
+def _forbidden(permission: str) -> Response:
+    return JSONResponse({"error": f"this console credential may not {permission}: it needs the reviewer's token"},
+                        status_code=403)  # fmt: skip
+
+
+async def _json_body(request: Request) -> dict[str, Any] | Response:
+    """A small JSON object. Asking for application/json also keeps other sites' forms out (no simple request)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return JSONResponse({"error": "send a JSON object (Content-Type: application/json)"}, status_code=415)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_API_BYTES:
+            return JSONResponse({"error": "the request body is too large"}, status_code=413)
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+    return data if isinstance(data, dict) else JSONResponse({"error": "send a JSON object"}, status_code=400)
+
+
+def _name(value: Any) -> str | None:
+    """The name a reviewer typed, trimmed; anything else is no name."""
+    return value.strip()[:MAX_NAME] or None if isinstance(value, str) else None
+
+
+def _review_json(review: Review | None) -> dict[str, Any] | None:
+    return None if review is None else json.loads(review.to_json())
 
 
 def _local_path(target: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Callable
 
 import uvicorn
 
@@ -20,6 +21,8 @@ from fer_stream.http.access import Access
 from fer_stream.http.app import Console
 from fer_stream.http.connections import WaitingConnections
 from fer_stream.http.history import AlertHistory
+from fer_stream.reviews.flood import FloodControl
+from fer_stream.reviews.store import ReviewStore
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ class ConsoleServer:
 def start_http_server(
     host: str, port: int, state: DaemonState, metrics_dir: str, metrics_lock: threading.Lock, *,
     access: Access | None = None, snapshots: SnapshotStore | None = None, history: AlertHistory | None = None,
+    reviews: ReviewStore | None = None, flood: FloodControl | None = None, on_review: Callable[[], None] = lambda: None,
 ) -> ConsoleServer:  # fmt: skip
     """Bind (port 0 = any free port) and serve on a daemon thread; stop with ``.shutdown()``.
 
@@ -87,7 +91,7 @@ def start_http_server(
     except OSError as exc:
         raise OSError(f"http: cannot listen on {host}:{port} ({exc.strerror}); change http.port or http.host in the config") from exc
     console = Console(state, metrics_dir=metrics_dir, metrics_lock=metrics_lock, access=access or Access(None, host=host),
-                      snapshots=snapshots, history=history)
+                      snapshots=snapshots, history=history, reviews=reviews, flood=flood, on_review=on_review)
     server = ConsoleServer(sock, console)
     server.start()
     protected = "token required" if console.access.required else "open: loopback only"

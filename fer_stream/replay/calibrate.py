@@ -4,19 +4,20 @@ Each clip of the manifest (``fer_stream/replay/manifest.py``) is replayed once
 through the camera pipeline (detection, tracking, face-quality gate, model), and
 every classification is recorded. The alert rules, the daemon's own state
 machine, are then run again over those recordings for every combination of
-smoothing half-life, minimum duration, consensus share (``min_top_share``) and
-per-emotion enter threshold, which costs milliseconds a combination instead of
-a replay.
+smoothing half-life, minimum duration, per-emotion consensus share
+(``min_top_share``) and per-emotion enter threshold, which costs milliseconds a
+combination instead of a replay.
 
 For each watched emotion it reports the share of target clips (rows labelled
 with that emotion) that raise a ``start`` for it inside their segment, the time
 to that first alert, and the false alerts per hour of the other footage (starts
 for that emotion inside rows with another label). The recommendation takes, for
 each emotion, the thresholds that alert on the most target clips within the
-false-alarm budget, and among those the middle one, so the margin to both
-failure sides is as wide as this footage allows; the smoothing half-life,
-minimum duration and consensus share are shared by all emotions, and chosen for
-the most target clips, then the fewest false alerts, then the configured values. Outputs: ``rules.yaml`` (an
+false-alarm budget, then the fewest false alerts, then the strictest consensus
+share, and among those the middle threshold, so the margin to both failure
+sides is as wide as this footage allows; the smoothing half-life and minimum
+duration are shared by all emotions, and chosen for the most target clips, then
+the fewest false alerts, then the configured values. Outputs: ``rules.yaml`` (an
 ``alerts: rules:`` block to paste), ``tradeoff.png`` and ``calibration.json``.
 """
 
@@ -40,7 +41,8 @@ from fer_stream.replay.video import Trace, VideoError, rerun_rules
 HALF_LIVES = (0.5, 1.0, 2.0)
 MIN_DURATIONS = (0.5, 1.0, 2.0)
 TOP_SHARES = (0.0, 0.5, 0.7)
-ENTER_GRID = tuple(round(x, 3) for x in np.arange(0.2, 0.901, 0.025))
+#: From 0.05: a class the crowd rarely agrees on (fear) keeps a low calibrated score even on a clear face.
+ENTER_GRID = tuple(round(x, 3) for x in np.arange(0.05, 0.901, 0.025))
 #: release = enter x this, as in the shipped defaults (0.25 / 0.4).
 RELEASE_RATIO = 0.625
 
@@ -109,7 +111,7 @@ def score(rules: AlertRules, traces: dict[Path, Trace], segments: list[Segment],
                     counts["false"] += len(inside)
     return {
         emotion: Outcome(emotion=emotion, half_life_s=rules.smoothing_half_life_s, min_duration_s=rules.min_duration_s,
-                         min_top_share=rules.min_top_share,
+                         min_top_share=rules.top_share_for(emotion),
                          enter=rules.enter_for(emotion), release=rules.release_for(emotion), targets=c["targets"],
                          alerted=c["alerted"], first_alert_s=tuple(c["first"]), false_alerts=c["false"],
                          other_hours=c["other_s"] / 3600.0)  # fmt: skip
@@ -120,23 +122,24 @@ def score(rules: AlertRules, traces: dict[Path, Trace], segments: list[Segment],
 def sweep(base: AlertRules, traces: dict[Path, Trace], segments: list[Segment], labels: list[str]) -> list[Outcome]:
     """Every emotion under every grid setting (the emotions' state machines are independent, so one run scores all)."""
     outcomes: list[Outcome] = []
-    for half_life, min_duration, top_share in _shared_settings():
-        for enter in ENTER_GRID:
-            rules = base.model_copy(update={
-                "smoothing_half_life_s": half_life, "min_duration_s": min_duration, "min_top_share": top_share,
-                "enter_threshold": enter, "release_threshold": round(enter * RELEASE_RATIO, 3),
-            })  # fmt: skip
-            outcomes += score(rules, traces, segments, labels).values()
+    for half_life, min_duration in _shared_settings():
+        for top_share in TOP_SHARES:
+            for enter in ENTER_GRID:
+                rules = base.model_copy(update={
+                    "smoothing_half_life_s": half_life, "min_duration_s": min_duration, "min_top_share": top_share,
+                    "enter_threshold": enter, "release_threshold": round(enter * RELEASE_RATIO, 3),
+                })  # fmt: skip
+                outcomes += score(rules, traces, segments, labels).values()
     return outcomes
 
 
-def _shared_settings() -> list[tuple[float, float, float]]:
-    """(half-life, minimum duration, consensus share): the settings every watched emotion shares."""
-    return [(h, d, s) for h in HALF_LIVES for d in MIN_DURATIONS for s in TOP_SHARES]
+def _shared_settings() -> list[tuple[float, float]]:
+    """(half-life, minimum duration): the settings every watched emotion shares."""
+    return [(h, d) for h in HALF_LIVES for d in MIN_DURATIONS]
 
 
-def _shared(outcome: Outcome) -> tuple[float, float, float]:
-    return outcome.half_life_s, outcome.min_duration_s, outcome.min_top_share
+def _shared(outcome: Outcome) -> tuple[float, float]:
+    return outcome.half_life_s, outcome.min_duration_s
 
 
 def recommend(outcomes: list[Outcome], budget_per_hour: float, base: AlertRules) -> dict[str, Outcome]:
@@ -151,14 +154,17 @@ def recommend(outcomes: list[Outcome], budget_per_hour: float, base: AlertRules)
             if not feasible:
                 break
             top = max(o.alerted for o in feasible)
-            best = sorted((o for o in feasible if o.alerted == top), key=lambda o: o.enter)
+            fewest = min(o.false_alerts for o in feasible if o.alerted == top)
+            best = [o for o in feasible if o.alerted == top and o.false_alerts == fewest]
+            strictest = max(o.min_top_share for o in best)
+            best = sorted((o for o in best if o.min_top_share == strictest), key=lambda o: o.enter)
             picks[emotion] = best[len(best) // 2]
         if len(picks) != len(base.watched):
             continue
         alerted = sum(o.alerted for o in picks.values())
         false_alerts = sum(o.false_alerts for o in picks.values())
         delays = [t for o in picks.values() for t in o.first_alert_s]
-        is_default = shared == (base.smoothing_half_life_s, base.min_duration_s, base.min_top_share)
+        is_default = shared == (base.smoothing_half_life_s, base.min_duration_s)
         # Most target clips, then fewest false alerts, then the configured setting, then the quickest.
         key = (alerted, -false_alerts, is_default, -statistics.fmean(delays) if delays else 0.0)
         if best_total is None or key > best_total:
@@ -177,7 +183,7 @@ def rules_block(base: AlertRules, picks: dict[str, Outcome], header: list[str]) 
         f"    smoothing_half_life_s: {first.half_life_s:g}",
         f"    min_duration_s: {first.min_duration_s:g}",
         f"    min_observations: {base.min_observations}",
-        f"    min_top_share: {first.min_top_share:g}",
+        f"    min_top_share: {{{', '.join(f'{e}: {o.min_top_share:g}' for e, o in picks.items())}}}",
         f"    cooldown_s: {base.cooldown_s:g}",
         f"    enter_threshold: {{{enter}}}",
         f"    release_threshold: {{{release}}}",
@@ -194,11 +200,13 @@ def plot_tradeoff(outcomes: list[Outcome], picks: dict[str, Outcome], budget: fl
     fig, axes = plt.subplots(1, len(picks), figsize=(6 * len(picks), 4.5), squeeze=False)
     for ax, (emotion, pick) in zip(axes[0], picks.items(), strict=True):
         for shared in _shared_settings():
-            curve = sorted((o for o in outcomes if o.emotion == emotion and _shared(o) == shared), key=lambda o: o.enter)
-            mine = shared == _shared(pick)
-            ax.plot([o.false_per_hour for o in curve], [o.recall for o in curve], marker="o" if mine else None,
-                    lw=2 if mine else 0.8, alpha=1 if mine else 0.3, markersize=3,
-                    label=f"half-life {shared[0]:g} s, min {shared[1]:g} s, top share {shared[2]:g}" if mine else None)
+            for share in TOP_SHARES:
+                curve = sorted((o for o in outcomes if o.emotion == emotion and _shared(o) == shared
+                                and o.min_top_share == share), key=lambda o: o.enter)  # fmt: skip
+                mine = shared == _shared(pick) and share == pick.min_top_share
+                ax.plot([o.false_per_hour for o in curve], [o.recall for o in curve], marker="o" if mine else None,
+                        lw=2 if mine else 0.8, alpha=1 if mine else 0.3, markersize=3,
+                        label=f"half-life {shared[0]:g} s, min {shared[1]:g} s, top share {share:g}" if mine else None)
         ax.scatter([pick.false_per_hour], [pick.recall], s=120, facecolors="none", edgecolors="red", zorder=5,
                    label=f"recommended: enter {pick.enter:g}")
         ax.axvline(budget, color="grey", ls="--", lw=1, label=f"budget {budget:g}/h")
@@ -224,7 +232,7 @@ def recommended_rules(base: AlertRules, picks: dict[str, Outcome]) -> AlertRules
     first = next(iter(picks.values()))
     return base.model_copy(update={
         "smoothing_half_life_s": first.half_life_s, "min_duration_s": first.min_duration_s,
-        "min_top_share": first.min_top_share,
+        "min_top_share": {e: o.min_top_share for e, o in picks.items()},
         "enter_threshold": {e: o.enter for e, o in picks.items()},
         "release_threshold": {e: o.release for e, o in picks.items()},
     })  # fmt: skip

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from fer_stream.alerts.publisher import AlertPublisher
     from fer_stream.evidence.store import SnapshotStore
     from fer_stream.http.server import ConsoleServer
+    from fer_stream.reviews.flood import FloodControl
+    from fer_stream.reviews.publisher import ReviewPublisher
+    from fer_stream.reviews.store import ReviewStore
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +134,11 @@ class Daemon:
         self.http: ConsoleServer | None = None
         self.publisher: AlertPublisher | None = None
         self.snapshots: SnapshotStore | None = None
+        self.reviews: ReviewStore | None = None
+        self.review_publisher: ReviewPublisher | None = None
+        self.flood: FloodControl | None = None
+        self.state.thresholds = {c: {e: config.camera_settings(c).alert_rules.enter_for(e)
+                                     for e in config.camera_settings(c).alert_rules.watched} for c in self.cameras}
         self._swept_at = 0.0
         self._stopping = False
 
@@ -143,6 +151,9 @@ class Daemon:
         from fer_stream.http.access import Access
         from fer_stream.http.history import AlertHistory
         from fer_stream.http.server import start_http_server
+        from fer_stream.reviews.flood import FloodControl
+        from fer_stream.reviews.publisher import ReviewPublisher
+        from fer_stream.reviews.store import ReviewStore
 
         alerts, http = self.config.alerts, self.config.http
         if alerts.enabled:
@@ -152,12 +163,21 @@ class Daemon:
             self.state.delivery = publisher.health
             if alerts.snapshots.enabled:
                 snapshots = alerts.snapshots
-                self.snapshots = SnapshotStore(snapshots.path(self.config_path), max_bytes=int(snapshots.max_mb * 1e6),
+                self.snapshots = SnapshotStore(snapshots.path(), max_bytes=int(snapshots.max_mb * 1e6),
                                                retention_s=snapshots.retention_h * 3600)
+            reviews = self.reviews = ReviewStore(alerts.reviews_path())
+            self.review_publisher = ReviewPublisher(self.config.redis, alerts.reviews, reviews)
+            self.review_publisher.start()
+            caps = {c: self.config.camera_settings(c).alert_rules.max_starts_per_hour for c in self.cameras}
+            self.flood = FloodControl(self.cameras, caps, reviews)
+            self.state.flood = self.flood.status
         self.http = start_http_server(
             http.host, http.port, self.state, self.metrics_dir, METRICS_LOCK,
-            access=Access(http.token(), protect_probes=http.protect_probes, host=http.host), snapshots=self.snapshots,
-            history=AlertHistory(self.config.redis, alerts) if alerts.enabled else None,
+            access=Access(http.token(), reviewer_token=http.reviewer_token(), viewer_token=http.viewer_token(),
+                          protect_probes=http.protect_probes, host=http.host),
+            snapshots=self.snapshots, history=AlertHistory(self.config.redis, alerts) if alerts.enabled else None,
+            reviews=self.reviews, flood=self.flood,
+            on_review=self.review_publisher.notify if self.review_publisher is not None else lambda: None,
         )  # fmt: skip
         self._add(Child(INFERENCE, self._make_inference, self._heartbeat(), on_death=self._inference_died))
         self._wait_for_model(MODEL_WAIT_S, stop)
@@ -285,8 +305,13 @@ class Daemon:
         episodes = self.open_episodes.setdefault(alert.camera, {})
         if alert.event == "start":
             episodes[(alert.track_id, alert.emotion)] = alert
+            log.info("alert started: %s on %s (face #%d), score %.2f", alert.emotion, alert.camera, alert.track_id, alert.score)
+            if self.reviews is not None:
+                self.reviews.remember_episode(alert)
         elif alert.event == "end":
             episodes.pop((alert.track_id, alert.emotion), None)
+            log.info("alert ended: %s on %s (face #%d) after %.1f s, peak %.2f (%s)", alert.emotion, alert.camera,
+                     alert.track_id, alert.duration_s, alert.peak_score, (alert.end_reason or "").replace("_", " "))
         if self.publisher is not None:
             self.publisher.submit(alert)
         self.state.record_alert(alert)
@@ -322,6 +347,8 @@ class Daemon:
         if self.snapshots is not None and now - self._swept_at >= SNAPSHOT_SWEEP_S:
             self._swept_at = now
             self.snapshots.sweep()
+        if self.flood is not None:
+            self.flood.refresh()
 
     def _update_viewers(self) -> None:
         """Cameras encode live-view frames only while someone watches them."""
@@ -359,8 +386,12 @@ class Daemon:
         alerts.close()
 
     def _take_alerts(self, alerts: BoundedQueue[AlertEvent]) -> None:
-        """Keep each alert's pictures, then forward it: the console finds them when the alert arrives."""
+        """Keep each alert's pictures, then forward it: the console finds them when the alert arrives.
+
+        Episodes of a snoozed camera, or past its starts-per-hour cap, are held back here (reviews/flood.py)."""
         for event in alerts.drain(ALERTS_QUEUE_SIZE):
+            if self.flood is not None and not self.flood.admit(event.alert):
+                continue  # held back whole: no message, no pictures
             pictures = event.pictures
             if pictures is not None and self.snapshots is not None:
                 try:
@@ -443,10 +474,14 @@ class Daemon:
                 self._end_orphaned_episodes(camera, "daemon_stopped")  # of cameras killed instead of stopping
         if self.publisher is not None:
             self.publisher.close(timeout=1.0)
+        if self.review_publisher is not None:
+            self.review_publisher.close()
         if self.http is not None:
             self.http.shutdown()
         for q in self.queues():
             q.close()
+        if self.reviews is not None:
+            self.reviews.close()
 
     def _running(self, worker: str) -> bool:
         process = self.children[worker].process

@@ -46,7 +46,9 @@ class SummaryPrinter:
 def format_summary(snapshot: dict) -> str:
     model = snapshot["model"]
     head = f"[{snapshot['uptime_s']:6.1f}s] model: " + (f"{model['model_id']} ({model['backend']})" if model else "loading")
-    lines = [f"{head}   alerts: {snapshot['alerts_forwarded']}"]
+    episodes, messages = snapshot["episodes_started"], snapshot["alerts_forwarded"]
+    lines = [f"{head}   alerts: {episodes} episode{'s' * (episodes != 1)} ({messages} message{'s' * (messages != 1)}: "
+             "starts, updates, ends)"]
     for name, cam in snapshot["cameras"].items():
         faces = ", ".join(
             f"#{t['track_id']} {t['emotion'] or '?'} {t['score']:.2f}" + (" ALERT" if t["alerting"] else "") for t in cam["tracks"]
