@@ -49,6 +49,3 @@ def to_model_input(faces: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     return np.repeat(scaled[..., None], 3, axis=-1)
 
 
-def preprocess_faces(crops: Sequence[np.ndarray], size: int) -> np.ndarray:
-    """Both steps at once: raw crops -> model input batch."""
-    return to_model_input([prepare_face(c, size) for c in crops])

@@ -77,6 +77,41 @@ def test_worker_batches_across_cameras_and_routes_results(model_path: Path | Non
     assert worker.exitcode == 0
 
 
+def test_faces_pending_at_a_stop_are_classified(model_path: Path | None) -> None:
+    """A batch still waiting for company when SIGTERM comes is answered before the worker exits."""
+    ctx = multiprocessing.get_context("spawn")
+    requests: BoundedQueue[FaceRequest] = BoundedQueue(ctx, "t-requests", 64)
+    results = {"lobby": BoundedQueue(ctx, "t-results-lobby", 64)}
+    status: BoundedQueue[ModelStatus] = BoundedQueue(ctx, "t-status", 4)
+    spec = InferenceSpec(model_path, "auto", 1, max_batch_size=32, max_wait_ms=600_000, log_level="WARNING")
+    heartbeat = ctx.Value("d", 0.0, lock=False)
+    worker = ctx.Process(target=main, args=(spec, requests, results, status, os.getpid(), heartbeat), daemon=True)
+    worker.start()
+    try:
+        assert _take(status, 1, timeout=120), "the model loads"
+        size = _take_size(model_path)
+        for i in range(3):
+            requests.put(FaceRequest(camera="lobby", track_id=i, frame_id=i, captured_at=time.time(),
+                                     captured_monotonic=time.monotonic(), face=np.full((size, size), 90, np.uint8)))
+        deadline = time.monotonic() + 10
+        while requests.qsize() and time.monotonic() < deadline:  # the worker has taken them into its batch
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert results["lobby"].qsize() == 0, "nothing is due for ten minutes"
+    finally:
+        worker.terminate()
+        worker.join(30)
+    assert worker.exitcode == 0
+    assert sorted(r.track_id for r in _take(results["lobby"], 3, timeout=10)) == [0, 1, 2]
+
+
+def _take_size(model_path: Path | None) -> int:
+    from fer_stream.inference.engine import default_model_path
+    from fer_stream.model_card import load_card
+
+    return load_card(model_path or default_model_path())[0].input_size
+
+
 def _take(q: BoundedQueue, n: int, timeout: float) -> list:
     items: list = []
     deadline = time.monotonic() + timeout

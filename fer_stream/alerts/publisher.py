@@ -1,4 +1,4 @@
-"""Delivers alerts to Redis from a bounded in-memory outbox, in order, once, whatever Redis does.
+"""Delivers alerts to Redis from the durable outbox (a journal on disk), in order, once, whatever Redis does.
 
 ``submit`` never blocks: the supervisor's loop (and so every camera) keeps
 going while Redis is down or slow. One background thread delivers the outbox

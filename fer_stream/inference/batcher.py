@@ -52,7 +52,7 @@ class Batcher(Generic[T]):
         return max(0.0, self._first_at + self.max_wait_s - self._clock())
 
     def flush(self) -> list[T]:
-        """Everything pending, now (shutdown)."""
+        """Everything pending, now: the worker's stop answers the faces it has taken."""
         return self._take() if self._items else []
 
     def _take(self) -> list[T]:

@@ -68,7 +68,7 @@ def main(
     while not stop.is_set() and parent_alive(parent_pid):
         heartbeat.value = time.monotonic()  # the supervisor's watchdog reads it
         wait = batcher.seconds_until_due()
-        requests.wait(_IDLE_WAIT_S if wait is None else wait)
+        requests.wait(_IDLE_WAIT_S if wait is None else min(wait, _IDLE_WAIT_S))  # a stop is seen within this
         for request in requests.drain(spec.max_batch_size):
             batch = batcher.add(request)
             if batch:
@@ -76,6 +76,11 @@ def main(
         batch = batcher.due()
         if batch:
             classify(classifier, batch, results)
+    pending = batcher.flush()  # faces already taken are answered at a stop, not dropped
+    if pending:
+        classify(classifier, pending, results)
+        for queue in results.values():
+            queue.flush(1.0)
     MODEL_LOADED.set(0)
     log.info("stopped")
 
