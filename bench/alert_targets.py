@@ -35,7 +35,15 @@ from pathlib import Path
 import numpy as np
 
 from fer_stream.alerts.config import AlertRules
-from fer_stream.config.models import CameraConfig, CameraSettings, DetectorSettings, FaceQualitySettings, TrackingSettings
+from fer_stream.config.models import (
+    CameraConfig,
+    CameraSettings,
+    ClassificationSettings,
+    DetectorSettings,
+    FaceQualitySettings,
+    MotionSettings,
+    TrackingSettings,
+)
 from fer_stream.inference.engine import load_classifier
 from fer_stream.pipeline import build_pipeline
 from fer_stream.replay.manifest import load_manifest
@@ -47,8 +55,11 @@ from training.votes import VoteTable
 REPO = Path(__file__).resolve().parents[1]
 
 
-def settings(shared: Path, detect_every: int | None = None) -> CameraSettings:
-    detector = DetectorSettings(backend="yunet", model_path=shared / "models" / "face_detection_yunet.onnx")
+def settings(shared: Path, detect_every: int | None = None, plain: bool = False, track_guided: bool = False,
+             adaptive: bool = False) -> CameraSettings:
+    """The default camera; ``plain``: without the motion gate; ``track_guided``, ``adaptive``: with those on."""
+    detector = DetectorSettings(backend="yunet", model_path=shared / "models" / "face_detection_yunet.onnx",
+                                track_guided=track_guided)
     if detect_every is not None:
         detector = detector.model_copy(update={"detect_every": detect_every})
     return CameraSettings(
@@ -56,6 +67,8 @@ def settings(shared: Path, detect_every: int | None = None) -> CameraSettings:
         detector=detector,
         tracking=TrackingSettings(),
         face_quality=FaceQualitySettings(),
+        motion=MotionSettings(enabled=not plain),
+        classification=ClassificationSettings(adaptive=adaptive),
         alert_rules=AlertRules(),
     )
 
@@ -144,9 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="exported model (default: the shipped one)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--detect-every", type=int, help="detector.detect_every (default: the configuration's default)")
+    parser.add_argument("--plain", action="store_true", help="motion.enabled: false")
+    parser.add_argument("--track-guided", action="store_true", help="detector.track_guided: true")
+    parser.add_argument("--adaptive", action="store_true", help="classification.adaptive: true")
     args = parser.parse_args(argv)
     classifier = load_classifier(args.model, backend="litert")
-    camera = settings(args.shared, args.detect_every)
+    camera = settings(args.shared, args.detect_every, args.plain, args.track_guided, args.adaptive)
     result = {
         "model": repr(classifier),
         "rules": camera.alert_rules.model_dump(),
@@ -161,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     c, s, p, f = result["clips"], result["stills"], result["publictest"]["fer2013"], result["publictest"]["ferplus"]
     calm = result["calm_talking"]
-    print(f"model: {result['model']}\nrules: {result['rules']}\n")
+    print(f"model: {result['model']}\nrules: {result['rules']}\nplain: {args.plain}, track-guided: {args.track_guided}, "
+          f"adaptive: {args.adaptive}\n")
     print("| target | measured |\n| --- | --- |")
     alerting = c["targets_alerting_own_emotion"]
     print(f"| PublicTest, FER+ majority ({f['n']} faces): accuracy >= 0.82 | {f['accuracy']} |")

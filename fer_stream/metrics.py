@@ -49,6 +49,20 @@ CAMERA_UP = Gauge("fer_camera_up", "1 while the camera delivers frames, 0 while 
 CAMERA_RECONNECTS = Counter("fer_camera_reconnects_total", "Attempts to reopen the stream", ["camera"])
 CAMERA_STALLS = Counter("fer_camera_stalls_total", "Times the stream delivered no frame for stall_timeout_s", ["camera"])
 FACES_DETECTED = Counter("fer_faces_detected_total", "Faces found by the detector", ["camera"])
+CAMERA_IDLE = Gauge(
+    "fer_camera_idle", "1 while the camera's scene is still and holds no tracked face: nothing is detected", ["camera"],
+    multiprocess_mode="max",
+)
+FRAMES_IDLE = Counter(
+    "fer_camera_frames_idle_total", "Processed frames with a still scene and no tracked face, so not detected", ["camera"]
+)
+DETECTOR_RUNS = Counter(
+    "fer_detector_runs_total", "Frames the face detector ran on: the full frame, or windows around tracked faces", ["camera", "scan"]
+)
+FACES_DEFERRED = Counter(
+    "fer_faces_deferred_total", "Tracked faces far from every alert threshold, left for a later frame's classification",
+    ["camera"],
+)
 FACES_GATED = Counter(
     "fer_faces_gated_total", "Tracked faces not classified by the face-quality gate", ["camera", "reason"]
 )
@@ -56,7 +70,7 @@ FACES_CLASSIFIED = Counter("fer_faces_classified_total", "Faces with a classific
 PREDICTIONS = Counter("fer_predictions_total", "Classified faces by top emotion", ["camera", "emotion"])
 TRACKS_ACTIVE = Gauge("fer_tracks_active", "Face tracks currently followed", ["camera"], multiprocess_mode="max")
 DETECTION_SECONDS = Histogram(
-    "fer_detection_seconds", "Face detection, tracking and cropping time per frame", ["camera"], buckets=LATENCY_BUCKETS
+    "fer_detection_seconds", "Motion gate, face detection, tracking and cropping time per frame", ["camera"], buckets=LATENCY_BUCKETS
 )
 END_TO_END_SECONDS = Histogram(
     "fer_end_to_end_latency_seconds",

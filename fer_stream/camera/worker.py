@@ -167,6 +167,11 @@ class CameraLoop:
         cam = self.name
         self.m_processed = metrics.FRAMES_PROCESSED.labels(camera=cam)
         self.m_detected = metrics.FACES_DETECTED.labels(camera=cam)
+        self.m_idle = metrics.CAMERA_IDLE.labels(camera=cam)
+        self.m_idle.set(0)
+        self.m_idle_frames = metrics.FRAMES_IDLE.labels(camera=cam)
+        self.m_detector_runs = {scan: metrics.DETECTOR_RUNS.labels(camera=cam, scan=scan) for scan in ("full", "around")}
+        self.m_deferred = metrics.FACES_DEFERRED.labels(camera=cam)
         self.m_detect_s = metrics.DETECTION_SECONDS.labels(camera=cam)
         self.m_classified = metrics.FACES_CLASSIFIED.labels(camera=cam)
         self.m_e2e = metrics.END_TO_END_SECONDS.labels(camera=cam)
@@ -228,24 +233,34 @@ class CameraLoop:
             return
         self._last_frame_id = frame.frame_id
         self._next_due = max(self._next_due + self.period, now - self.period)
-        slots = self.slots
+        started = time.perf_counter()
+        motion = self.pipeline.moved(frame.image)
+        # A still frame with no face costs a fraction of a millisecond: it takes no CPU slot, so it never queues
+        # behind the frames being detected on other cameras.
+        slots = None if self.pipeline.idle(motion) else self.slots
         slot = None if slots is None else slots.acquire(SLOT_WAIT_S)
         if slots is not None and slot is None:
             self.m_shed.inc()  # no core came free for it: the frame goes unprocessed
         else:
             try:
-                self.process(frame)
+                self.process(frame, motion, started)
             finally:
                 if slots is not None and slot is not None:
                     slots.release(slot)
         self._busy_s += time.monotonic() - now  # waiting for a slot counts: the CPU is what is short
 
-    def process(self, frame) -> None:
-        started = time.perf_counter()
-        faces = self.pipeline.faces(frame.image, frame.captured_at)
+    def process(self, frame, motion, started: float) -> None:
+        """Run one sampled frame through the pipeline (``motion``: the gate's answer for it, ``started``: perf_counter)."""
+        faces = self.pipeline.faces(frame.image, frame.captured_at, motion)
         self.m_detect_s.observe(time.perf_counter() - started)
         self.m_processed.inc()
         self.m_detected.inc(faces.detections)
+        self.m_idle.set(1 if faces.idle else 0)
+        if faces.idle:
+            self.m_idle_frames.inc()
+        if faces.scan is not None:
+            self.m_detector_runs[faces.scan].inc()
+        self.m_deferred.inc(faces.deferred)
         self._processed_times.append(time.monotonic())
         for problem in faces.gated:
             self.m_gated[problem].inc()

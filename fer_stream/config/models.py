@@ -63,6 +63,14 @@ class DetectorSettings(_Section):
         2, ge=1, le=30, description="run detection on every k-th sampled frame; tracks move on by their motion in between "
         "(and detection runs at least every tracking.max_missed_s / 2); 1 = every frame",
     )
+    track_guided: bool = Field(
+        False, description="between full-frame scans, detect each live face only in a window around where it should be "
+        "(a fraction of the detection cost; its boxes differ from a full scan's by a few pixels)",
+    )
+    scan_every_s: float = Field(
+        1.0, gt=0, le=60, description="with track_guided: a full-frame scan at least this often (seconds of frame time), "
+        "besides one whenever motion appears away from every tracked face; bounds how long a new face can go unseen",
+    )
 
     @field_validator("model_path", "cache_dir")
     @classmethod
@@ -129,6 +137,56 @@ class TrackingSettings(_Section):
     iou_threshold: float = Field(0.3, gt=0, le=1, description="a detection continues a track when IoU >= this")
     max_missed_s: float = Field(1.0, gt=0, description="a track not seen for this long ends")
     min_hits: int = Field(2, ge=1, description="detections before a track is reported (filters one-frame false faces)")
+
+
+#: A region of the frame, x, y, width, height as shares of the frame's width and height (0-1).
+MaskRect: TypeAlias = tuple[float, float, float, float]
+
+
+class MotionSettings(_Section):
+    """The ``motion:`` gate (fer_stream/faces/motion.py): a camera whose scene is still and holds no face detects nothing."""
+
+    enabled: bool = True
+    width: int = Field(160, ge=32, le=1920, description="motion is looked for on a grey copy of the frame this wide")
+    threshold: int = Field(
+        20, ge=1, le=255, description="grey-level change (0-255) against the scene's running average that counts as motion"
+    )
+    min_area: float = Field(
+        0.0005, ge=0, le=1, description="a changed region smaller than this share of the frame is noise, not motion"
+    )
+    masks: list[MaskRect] = Field(
+        default_factory=list,
+        description="regions where change is ignored (a clock, a screen): [x, y, width, height] as shares of the frame",
+    )
+
+    @field_validator("masks")
+    @classmethod
+    def _inside_the_frame(cls, masks: list[MaskRect]) -> list[MaskRect]:
+        for x, y, w, h in masks:
+            if not (0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 - x + 1e-9 and 0 < h <= 1 - y + 1e-9):
+                raise ValueError(
+                    f"mask {[x, y, w, h]}: expected [x, y, width, height] as shares of the frame, inside it (0-1)"
+                )
+        return masks
+
+
+class ClassificationSettings(_Section):
+    """How often each tracked face is classified: every processed frame near an alert threshold, less often far from all.
+
+    Without alert rules (alerts disabled) no threshold applies, and every face is classified on every processed frame.
+    """
+
+    adaptive: bool = Field(
+        False, description="classify faces far from every threshold less often (false: every tracked face on every "
+        "processed frame); fewer results make the smoothed scores noisier, which moves alerts that sit on a threshold",
+    )
+    far_below: float = Field(
+        0.5, gt=0, lt=1, description="a face whose smoothed score of every watched emotion is below this share of that "
+        "emotion's enter threshold (and that is in no episode) is far, and classified once every far_every_s",
+    )
+    far_every_s: float = Field(
+        0.3, gt=0, le=5, description="a face far from every threshold is classified once in this many seconds of frame time"
+    )
 
 
 class FaceQualitySettings(_Section):
@@ -264,10 +322,12 @@ def _refuse_nulls(cls: type, data: Any) -> Any:
 if TYPE_CHECKING:  # generated at run time; to a type checker they are models of some keys
     DetectorOverride: TypeAlias = BaseModel
     TrackingOverride: TypeAlias = BaseModel
+    MotionOverride: TypeAlias = BaseModel
     AlertRulesOverride: TypeAlias = BaseModel
 else:
     DetectorOverride = _overrides_of(DetectorSettings)
     TrackingOverride = _overrides_of(TrackingSettings)
+    MotionOverride = _overrides_of(MotionSettings)
     AlertRulesOverride = _overrides_of(AlertRules)
 
 
@@ -292,6 +352,7 @@ class CameraConfig(_Section):
     reconnect_max_s: float = Field(30.0, gt=0, description="reconnect delay cap (jitter is applied below it)")
     detector: DetectorOverride | None = Field(None, description="any detector key, for this camera only")
     tracking: TrackingOverride | None = Field(None, description="any tracking key, for this camera only")
+    motion: MotionOverride | None = Field(None, description="any motion key (its masks above all), for this camera only")
     alert_rules: AlertRulesOverride | None = Field(None, description="any alerts.rules key, for this camera only")
 
     @field_validator("name")
@@ -360,6 +421,8 @@ class CameraSettings(BaseModel):
     tracking: TrackingSettings
     face_quality: FaceQualitySettings = Field(default_factory=FaceQualitySettings)
     overload: OverloadSettings = Field(default_factory=OverloadSettings)
+    motion: MotionSettings = Field(default_factory=MotionSettings)
+    classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
     alert_rules: AlertRules
 
 
@@ -372,6 +435,8 @@ class FerStreamConfig(_Section):
     model: ModelSettings = Field(default_factory=ModelSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    motion: MotionSettings = Field(default_factory=MotionSettings)
+    classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
     face_quality: FaceQualitySettings = Field(default_factory=FaceQualitySettings)
     overload: OverloadSettings = Field(default_factory=OverloadSettings)
     watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
@@ -425,6 +490,8 @@ class FerStreamConfig(_Section):
             tracking=_merged(self.tracking, camera.tracking),
             face_quality=self.face_quality,
             overload=self.overload,
+            motion=_merged(self.motion, camera.motion),
+            classification=self.classification,
             alert_rules=_merged(self.alerts.rules, camera.alert_rules),
         )
 

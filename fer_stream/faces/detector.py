@@ -5,6 +5,13 @@ ships inside OpenCV 4 and needs no file, so it is the offline fallback. Both
 detect on a frame downscaled to ``detect_width`` (detection cost grows with
 pixels, faces stay findable) and return boxes in full-frame coordinates.
 
+Between full-frame scans a camera looks for the faces it already tracks only
+around where they should be (:meth:`YuNetDetector.detect_around`): a square
+window of ``WINDOW_SPAN`` face sides around each expected box, scaled to
+``WINDOW_SIZE`` pixels, so the face comes out near 64 px, where YuNet is at its
+best, at a few percent of a full frame's pixels. Detections from overlapping
+windows are merged by non-maximum suppression (``cv2.dnn.NMSBoxes``).
+
 A YuNet model comes from ``model_path`` or is downloaded once from
 ``model_url`` into ``cache_dir``; its sha256 is checked either way when given.
 """
@@ -31,6 +38,10 @@ log = logging.getLogger(__name__)
 
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 DOWNLOAD_TIMEOUT_S = 60
+#: A window around an expected face is this many face sides wide (the face may move by 0.75 of its size either way).
+WINDOW_SPAN = 2.5
+#: Pixels a side a window is scaled to: its face comes out at WINDOW_SIZE / WINDOW_SPAN = 64 px.
+WINDOW_SIZE = 160
 
 
 class DetectorError(RuntimeError):
@@ -50,6 +61,36 @@ class FaceDetector(Protocol):
     name: str
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]: ...
+
+    def detect_around(self, frame_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[Detection]: ...
+
+
+def _windows(frame: np.ndarray, boxes: list[tuple[int, int, int, int]]):
+    """For each expected face box: its window as a WINDOW_SIZE square image, the factor back to frame pixels, its origin.
+
+    A window reaching past the frame is cut at its edge and padded with black, so one factor maps all of it back.
+    """
+    frame_h, frame_w = frame.shape[:2]
+    for x, y, w, h in boxes:
+        side = max(w, h) * WINDOW_SPAN
+        cx, cy = x + w / 2, y + h / 2
+        x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
+        x1, y1 = min(frame_w, int(cx + side / 2)), min(frame_h, int(cy + side / 2))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            continue
+        scale = WINDOW_SIZE / side
+        size = (min(WINDOW_SIZE, max(1, round((x1 - x0) * scale))), min(WINDOW_SIZE, max(1, round((y1 - y0) * scale))))
+        small = cv2.resize(frame[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        square = cv2.copyMakeBorder(small, 0, WINDOW_SIZE - size[1], 0, WINDOW_SIZE - size[0], cv2.BORDER_CONSTANT, value=0)
+        yield square, (x1 - x0) / size[0], (y1 - y0) / size[1], x0, y0
+
+
+def _merged(detections: list[Detection], nms_threshold: float) -> list[Detection]:
+    """One detection per face when windows overlap: the best-scoring of each overlapping group."""
+    if len(detections) < 2:
+        return detections
+    keep = cv2.dnn.NMSBoxes([list(d.box) for d in detections], [d.score for d in detections], 0.0, nms_threshold)
+    return [detections[int(i)] for i in np.asarray(keep).reshape(-1)]
 
 
 def _scale_for(frame: np.ndarray, detect_width: int | None) -> tuple[np.ndarray, float]:
@@ -85,6 +126,8 @@ class YuNetDetector:
                 "use face_detection_yunet_2023mar.onnx from the OpenCV model zoo, or set detector.backend: haar"
             ) from None
         self._input_size: tuple[int, int] | None = None
+        # Windows get a net of their own, so switching between them and full frames never resizes a net.
+        self._window_net: cv2.FaceDetectorYN | None = None
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         frame_h, frame_w = frame_bgr.shape[:2]
@@ -94,13 +137,31 @@ class YuNetDetector:
             self._net.setInputSize(size)
             self._input_size = size
         _, faces = self._net.detect(small)
+        return self._detections(faces, scale, scale, 0, 0, frame_w, frame_h)
+
+    def detect_around(self, frame_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[Detection]:
+        """Faces in a window around each of ``boxes`` (where tracked faces should be), merged across windows."""
+        if self._window_net is None:
+            self._window_net = cv2.FaceDetectorYN.create(
+                str(self.model_path), "", (WINDOW_SIZE, WINDOW_SIZE), self.settings.score_threshold,
+                self.settings.nms_threshold, 5000,
+            )
+        frame_h, frame_w = frame_bgr.shape[:2]
+        detections: list[Detection] = []
+        for window, scale_x, scale_y, x0, y0 in _windows(frame_bgr, boxes):
+            _, faces = self._window_net.detect(window)
+            detections += self._detections(faces, scale_x, scale_y, x0, y0, frame_w, frame_h)
+        return _merged(detections, self.settings.nms_threshold)
+
+    def _detections(self, faces, scale_x: float, scale_y: float, x0: int, y0: int, frame_w: int, frame_h: int) -> list[Detection]:
+        """YuNet's rows (box, five landmarks, score) in full-frame pixels, faces under min_face_size left out."""
         detections = []
         for row in faces if faces is not None else ():
-            x, y, w, h = (float(v) * scale for v in row[:4])
+            x, y, w, h = float(row[0]) * scale_x + x0, float(row[1]) * scale_y + y0, float(row[2]) * scale_x, float(row[3]) * scale_y
             box = _clip_box(x, y, w, h, frame_w, frame_h)
             if min(box[2], box[3]) < self.settings.min_face_size:
                 continue
-            points = tuple((float(px * scale), float(py * scale)) for px, py in row[4:14].reshape(5, 2))
+            points = tuple((float(px * scale_x + x0), float(py * scale_y + y0)) for px, py in row[4:14].reshape(5, 2))
             detections.append(Detection(box, float(row[14]), points))
         return detections
 
@@ -118,14 +179,26 @@ class HaarDetector:
             raise DetectorError(f"{path}: OpenCV's bundled Haar cascade is missing; reinstall opencv-python-headless 4.x")
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
-        frame_h, frame_w = frame_bgr.shape[:2]
         small, scale = _scale_for(frame_bgr, self.settings.detect_width)
-        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+        return self._detections(small, scale, scale, 0, 0, frame_bgr.shape[1], frame_bgr.shape[0])
+
+    def detect_around(self, frame_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[Detection]:
+        """Faces in a window around each of ``boxes`` (where tracked faces should be), merged across windows."""
+        frame_h, frame_w = frame_bgr.shape[:2]
+        detections: list[Detection] = []
+        for window, scale_x, scale_y, x0, y0 in _windows(frame_bgr, boxes):
+            detections += self._detections(window, scale_x, scale_y, x0, y0, frame_w, frame_h)
+        return _merged(detections, self.settings.nms_threshold)
+
+    def _detections(self, image: np.ndarray, scale_x: float, scale_y: float, x0: int, y0: int, frame_w: int,
+                    frame_h: int) -> list[Detection]:
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
         grey = cv2.equalizeHist(grey)
-        min_side = max(1, int(self.settings.min_face_size / scale))
+        min_side = max(1, int(self.settings.min_face_size / max(scale_x, scale_y)))
         boxes = self._cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
         return [
-            Detection(_clip_box(float(x) * scale, float(y) * scale, float(w) * scale, float(h) * scale, frame_w, frame_h), 1.0)
+            Detection(_clip_box(float(x) * scale_x + x0, float(y) * scale_y + y0, float(w) * scale_x, float(h) * scale_y,
+                                frame_w, frame_h), 1.0)
             for x, y, w, h in boxes
         ]
 
