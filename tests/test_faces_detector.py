@@ -108,3 +108,14 @@ def test_draw_annotations_returns_an_annotated_copy(one_face):
     assert np.array_equal(one_face, before), "the input frame is not modified"
     assert out.shape == one_face.shape and not np.array_equal(out, one_face)
     assert tuple(out[0, 0]) == (40, 40, 230), "alerting frames get a red border"
+
+
+@pytest.mark.parametrize("width", [480, 640, 1280])
+def test_labels_stay_readable_when_the_frame_is_shown_small(width):
+    """The label band above a face is at least 4% of the frame's width, so it stays legible in a console tile."""
+    frame = np.zeros((width * 9 // 16, width, 3), np.uint8)
+    box = (width // 3, width // 4, width // 6, width // 6)
+    out = draw_annotations(frame, [(box, "angry", 0.91, 7)])
+    column = out[: box[1], box[0] + 1]  # above the box, inside the label band
+    band = np.flatnonzero((column != 0).any(axis=1))
+    assert len(band) >= 0.04 * width, f"label band {len(band)} px high on a {width}-px frame"

@@ -20,6 +20,9 @@ class FaceAnnotation(NamedTuple):
     alerting: bool = False
 
 
+#: Hershey font scale per pixel of the frame's longer side: about 22 px of text on a 640-px frame.
+FONT_SCALE_PER_PX = 1 / 640
+
 #: A blurred face is pixelated to this many blocks across: nobody is recognisable, an expression barely.
 BLUR_BLOCKS = 6
 
@@ -42,8 +45,10 @@ def blur_faces(frame_bgr: np.ndarray, boxes: Iterable[tuple[int, int, int, int]]
 def draw_annotations(frame_bgr: np.ndarray, faces: Iterable[tuple], *, alerting: bool = False) -> np.ndarray:
     """An annotated copy: a box per face (red while it alerts) with ``#id label score``; a red border when ``alerting``."""
     out = frame_bgr.copy() if frame_bgr.ndim == 3 else cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
+    # Labels scale with the frame: the console shows a 640-px live frame in a tile half that wide,
+    # where a fixed small font is a few pixels high; FONT_SCALE_PER_PX keeps the text about 1/30 of the side.
     thickness = max(1, round(max(out.shape[:2]) / 400))
-    font_scale = max(0.4, max(out.shape[:2]) / 1200)
+    font_scale = max(0.5, max(out.shape[:2]) * FONT_SCALE_PER_PX)
     for face in faces:
         face = FaceAnnotation(*face)
         x, y, w, h = face.box
