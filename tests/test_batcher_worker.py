@@ -27,16 +27,22 @@ def model_path() -> Path | None:
     pytest.skip("no model: ship one into models/ (models/DEFAULT) or set FER_STREAM_MODEL")
 
 
-def test_worker_batches_across_cameras_and_routes_results(model_path: Path | None) -> None:
+def start_worker(spec: InferenceSpec, cameras: tuple[str, ...]):
+    """The worker process with its queues: (process, requests, results by camera, status, heartbeat)."""
     ctx = multiprocessing.get_context("spawn")
     requests: BoundedQueue[FaceRequest] = BoundedQueue(ctx, "t-requests", 64)
-    results = {c: BoundedQueue(ctx, f"t-results-{c}", 64) for c in CAMERAS}
+    results = {c: BoundedQueue(ctx, f"t-results-{c}", 64) for c in cameras}
     status: BoundedQueue[ModelStatus] = BoundedQueue(ctx, "t-status", 4)
-    # A long max_wait: a batch can only leave early by filling up, so batches of 6 prove mixing.
-    spec = InferenceSpec(model_path, "auto", 1, max_batch_size=6, max_wait_ms=2000, log_level="WARNING")
     heartbeat = ctx.Value("d", 0.0, lock=False)
     worker = ctx.Process(target=main, args=(spec, requests, results, status, os.getpid(), heartbeat), daemon=True)
     worker.start()
+    return worker, requests, results, status, heartbeat
+
+
+def test_worker_batches_across_cameras_and_routes_results(model_path: Path | None) -> None:
+    # A long max_wait: a batch can only leave early by filling up, so batches of 6 prove mixing.
+    spec = InferenceSpec(model_path, "auto", 1, max_batch_size=6, max_wait_ms=2000, log_level="WARNING")
+    worker, requests, results, status, heartbeat = start_worker(spec, CAMERAS)
     try:
         ready = _take(status, 1, timeout=120)
         assert ready and isinstance(ready[0], ModelStatus) and ready[0].pid == worker.pid
@@ -79,14 +85,8 @@ def test_worker_batches_across_cameras_and_routes_results(model_path: Path | Non
 
 def test_faces_pending_at_a_stop_are_classified(model_path: Path | None) -> None:
     """A batch still waiting for company when SIGTERM comes is answered before the worker exits."""
-    ctx = multiprocessing.get_context("spawn")
-    requests: BoundedQueue[FaceRequest] = BoundedQueue(ctx, "t-requests", 64)
-    results = {"lobby": BoundedQueue(ctx, "t-results-lobby", 64)}
-    status: BoundedQueue[ModelStatus] = BoundedQueue(ctx, "t-status", 4)
     spec = InferenceSpec(model_path, "auto", 1, max_batch_size=32, max_wait_ms=600_000, log_level="WARNING")
-    heartbeat = ctx.Value("d", 0.0, lock=False)
-    worker = ctx.Process(target=main, args=(spec, requests, results, status, os.getpid(), heartbeat), daemon=True)
-    worker.start()
+    worker, requests, results, status, _ = start_worker(spec, ("lobby",))
     try:
         assert _take(status, 1, timeout=120), "the model loads"
         size = _take_size(model_path)
